@@ -1,0 +1,391 @@
+"""The library API: upgrade, downgrade, status and the start-up call.
+
+The data path reads top to bottom: discover revisions -> connect -> read the
+history -> plan -> lock -> re-read and re-plan inside the lock -> apply (each
+revision recorded in its own transaction) -> unlock.
+
+The no-op path (everything applied) costs two statements and never imports
+yoyo or the SQL parser: it runs on every boot of every replica.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from . import record
+from .config import ENV_AUTO_MIGRATE, Settings, parse_bool_env, settings_from_env
+from .db import connect, ensure_extensions
+from .errors import DeclinedByOperator, DriftError, IncompleteRevision, PreflightFailed
+from .lock import LockHolder, advisory_lock, lock_holder, lock_key
+from .logs import log  # noqa: E402
+from .plan import DowngradeStep, check_reversible, downgrade_targets, find_drift, plan_upgrade
+from .record import DbState
+from .revisions import Revision, RevisionSet, discover, parse_stored_down
+
+
+@dataclass(frozen=True)
+class RevisionRun:
+    id: str
+    duration_ms: float
+
+
+@dataclass(frozen=True)
+class UpgradeResult:
+    applied: tuple[RevisionRun, ...] = ()
+    unknown: tuple[str, ...] = ()  # applied in the database, not in this code (database ahead)
+    created_extensions: tuple[str, ...] = ()
+    skipped: bool = False  # Z4J_AUTO_MIGRATE=false
+    planned: tuple[Revision, ...] = ()  # dry run: what would be applied
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.applied or self.created_extensions)
+
+
+@dataclass(frozen=True)
+class DowngradeResult:
+    rolled_back: tuple[RevisionRun, ...] = ()
+    planned: tuple[DowngradeStep, ...] = ()
+
+
+@dataclass(frozen=True)
+class RevisionStatus:
+    id: str
+    state: str  # applied | pending | edited | unknown | partial | unverified
+    message: str = ""
+    applied_at: datetime | None = None
+    duration_ms: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    database: str
+    revisions: tuple[RevisionStatus, ...]
+    missing_extensions: tuple[str, ...]
+    lock_holder: LockHolder | None
+    invalid_indexes: tuple[str, ...] = ()
+    bookkeeping: bool = True
+
+    def count(self, state: str) -> int:
+        return sum(1 for r in self.revisions if r.state == state)
+
+    @property
+    def current(self) -> str | None:
+        applied = [r.id for r in self.revisions if r.state in ("applied", "edited", "unknown", "unverified")]
+        return applied[-1] if applied else None
+
+    @property
+    def clean(self) -> bool:
+        return not any(r.state in ("edited", "unknown", "partial") for r in self.revisions)
+
+
+def _settings(settings: Settings | None, database_url: str | None, migrations_dir: object, **kw: object) -> Settings:
+    if settings is not None:
+        return settings
+    return settings_from_env(database_url, migrations_dir, **kw)  # type: ignore[arg-type]
+
+
+def _nothing_to_do(revset: RevisionSet, state: DbState, target: str | None) -> bool:
+    if not state.bookkeeping or state.in_progress:
+        return False
+    if any(e not in state.extensions for e in revset.extensions):
+        return False
+    return not plan_upgrade(revset.revisions, state, target)
+
+
+def _unknown(revset: RevisionSet, state: DbState) -> tuple[str, ...]:
+    unknown = find_drift(revset.revisions, state).unknown
+    if unknown:
+        log.warning(
+            "the database has revision(s) this code does not know: %s (database ahead of code; "
+            "an older release is running against a newer schema)",
+            ", ".join(unknown),
+        )
+    return unknown
+
+
+def upgrade(
+    settings: Settings | None = None,
+    *,
+    database_url: str | None = None,
+    migrations_dir: object = None,
+    target: str | None = None,
+    dry_run: bool = False,
+    **overrides: object,
+) -> UpgradeResult:
+    """Apply every pending revision (up to `target`). Nothing pending: returns at once, empty."""
+    settings = _settings(settings, database_url, migrations_dir, **overrides)
+    revset = discover(settings.migrations_dir)
+    with connect(settings) as conn:
+        state = record.read_state(conn, settings.schema, revset.extensions)
+        if _nothing_to_do(revset, state, target):
+            return UpgradeResult(unknown=_unknown(revset, state))
+        if dry_run:
+            return UpgradeResult(
+                planned=tuple(plan_upgrade(revset.revisions, state, target)), unknown=_unknown(revset, state)
+            )
+        with advisory_lock(conn, lock_key(settings.schema), settings.lock_wait):
+            return _upgrade_locked(conn, settings, revset, target)
+
+
+def _upgrade_locked(
+    conn: psycopg.Connection, settings: Settings, revset: RevisionSet, target: str | None
+) -> UpgradeResult:
+    from .runner import apply_revision, invalid_index_hint
+    from .sqlcheck import check_revision
+
+    state = record.read_state(conn, settings.schema, revset.extensions)  # another replica may have run
+    if not state.bookkeeping:
+        record.ensure_tables(conn, settings.schema)
+    created = ensure_extensions(conn, revset.extensions, state.extensions)
+    pending = plan_upgrade(revset.revisions, state, target)
+    for revision in pending:  # parse everything before running anything
+        check_revision(revision)
+    for revision in pending:
+        progress = state.in_progress.get(revision.id)
+        if progress is not None:
+            hint = invalid_index_hint(conn)
+            if hint:
+                raise IncompleteRevision(
+                    f"revision {revision.id} stopped part-way at statement {progress.statements_done + 1} of "
+                    f"{progress.statements_total} ({revision.up.path}:{progress.next_line}).{hint} Then run "
+                    "z4j-migrate again to resume."
+                )
+    applied = []
+    for revision in pending:
+        duration = apply_revision(
+            conn, settings.schema, revision, retries=settings.lock_retries, progress=state.in_progress.get(revision.id)
+        )
+        log.info("applied %s (%s) in %.0f ms", revision.id, revision.message, duration)
+        applied.append(RevisionRun(revision.id, duration))
+    return UpgradeResult(applied=tuple(applied), unknown=_unknown(revset, state), created_extensions=tuple(created))
+
+
+def plan_downgrade(
+    conn: psycopg.Connection, settings: Settings, revset: RevisionSet, *, to: str | None, steps: int | None
+) -> list[DowngradeStep]:
+    """Which revisions to undo, newest first, with the down SQL to use (file or database)."""
+    from .sqlcheck import check_file
+
+    state = record.read_state(conn, settings.schema, ())
+    stuck = [p for p in state.in_progress.values() if p.direction == "apply"]
+    if stuck:
+        p = stuck[0]
+        raise IncompleteRevision(
+            f"revision {p.id} stopped part-way through its upgrade (statement {p.statements_done + 1} of "
+            f"{p.statements_total}); run z4j-migrate upgrade to finish it before downgrading."
+        )
+    ids = downgrade_targets(state, revset.revisions, to=to, steps=steps)
+    known = revset.by_id()
+    drift = find_drift(revset.revisions, state)
+    edited = [i for i in ids if i in drift.edited]
+    if edited:
+        raise DriftError(
+            f"cannot downgrade: applied revision(s) {', '.join(edited)} changed on disk since they were applied, "
+            "so the down file may not match what was applied. Restore the original files first."
+        )
+    missing = [i for i in ids if i not in known]
+    stored = record.stored_downs(conn, settings.schema, missing) if missing else {}
+    plan = []
+    for rev_id in ids:
+        if rev_id in known:
+            plan.append(DowngradeStep(known[rev_id], from_database=False))
+        elif rev_id in stored:
+            text, transactional = stored[rev_id]
+            plan.append(DowngradeStep(parse_stored_down(rev_id, text, transactional), from_database=True))
+        else:
+            raise DriftError(
+                f"cannot downgrade {rev_id}: it is not in this code and the database holds no down SQL for it "
+                "(it was applied by stock yoyo). Run the release that has it."
+            )
+    check_reversible(plan)
+    for step in plan:
+        if step.revision.down.has_sql:
+            check_file(step.revision.down, is_down=True)
+    return plan
+
+
+def run_preflights(conn: psycopg.Connection, plan: list[DowngradeStep]) -> None:
+    """Every guard of the whole plan must hold before the first step runs. Read-only."""
+    failures = []
+    for step in plan:
+        for pf in step.revision.preflights:
+            where = f"{step.revision.down.path}:{pf.line}"
+            try:
+                with conn.transaction():
+                    conn.execute("SET TRANSACTION READ ONLY")
+                    row = conn.execute(pf.sql).fetchone()
+            except psycopg.Error as exc:
+                msg = exc.diag.message_primary or str(exc).strip()
+                raise PreflightFailed(
+                    f"refusing to downgrade: preflight at {where} failed to run ({msg}). Nothing was changed."
+                ) from None
+            if row is None or len(row) != 1 or not isinstance(row[0], bool):
+                raise PreflightFailed(
+                    f"refusing to downgrade: preflight at {where} must return exactly one boolean, got {row!r}. "
+                    "Nothing was changed."
+                )
+            if not row[0]:
+                failures.append(f"{where}: {pf.sql}")
+    if failures:
+        raise PreflightFailed(
+            "refusing to downgrade: it would lose live data. These preflight checks are false: "
+            + "; ".join(failures)
+            + ". Move or delete that data first, or restore from a backup (docs/backup-restore.md). "
+            "Nothing was changed."
+        )
+
+
+def downgrade(
+    settings: Settings | None = None,
+    *,
+    database_url: str | None = None,
+    migrations_dir: object = None,
+    to: str | None = None,
+    steps: int | None = None,
+    confirm: Callable[[list[DowngradeStep]], bool] | None = None,
+    dry_run: bool = False,
+    **overrides: object,
+) -> DowngradeResult:
+    """Undo applied revisions down to `to` (a revision or 'base') or by `steps`.
+
+    The whole plan is checked first (irreversible revisions, preflights); a
+    refusal changes nothing. `confirm` is asked before anything is dropped.
+    """
+    from .runner import rollback_revision
+
+    settings = _settings(settings, database_url, migrations_dir, **overrides)
+    revset = discover(settings.migrations_dir)
+    with connect(settings) as conn:
+        plan = plan_downgrade(conn, settings, revset, to=to, steps=steps)
+        if not plan:
+            return DowngradeResult()
+        run_preflights(conn, plan)
+        if dry_run:
+            return DowngradeResult(planned=tuple(plan))
+        if confirm is not None and not confirm(plan):
+            raise DeclinedByOperator("downgrade cancelled; nothing was changed.")
+        with advisory_lock(conn, lock_key(settings.schema), settings.lock_wait):
+            locked_plan = plan_downgrade(conn, settings, revset, to=to, steps=steps)
+            if [s.revision.id for s in locked_plan] != [s.revision.id for s in plan]:
+                raise DriftError(
+                    "the database changed while the downgrade was being planned; nothing was changed. Run it again."
+                )
+            run_preflights(conn, locked_plan)
+            state = record.read_state(conn, settings.schema, ())
+            done = []
+            for step in locked_plan:
+                duration = rollback_revision(
+                    conn,
+                    settings.schema,
+                    step.revision,
+                    retries=settings.lock_retries,
+                    progress=state.in_progress.get(step.revision.id),
+                )
+                log.info("rolled back %s in %.0f ms", step.revision.id, duration)
+                done.append(RevisionRun(step.revision.id, duration))
+    return DowngradeResult(rolled_back=tuple(done))
+
+
+def status(
+    settings: Settings | None = None,
+    *,
+    database_url: str | None = None,
+    migrations_dir: object = None,
+    **overrides: object,
+) -> StatusReport:
+    """What is applied, pending, edited or unknown; who holds the lock. Takes no lock."""
+    settings = _settings(settings, database_url, migrations_dir, **overrides)
+    revset = discover(settings.migrations_dir)
+    with connect(settings) as conn:
+        state = record.read_state(conn, settings.schema, revset.extensions)
+        holder = lock_holder(conn, lock_key(settings.schema))
+        invalid: tuple[str, ...] = ()
+        if state.in_progress:
+            from .runner import invalid_indexes
+
+            invalid = tuple(f"{s}.{n}" for s, n in invalid_indexes(conn))
+    return build_status(revset, state, settings.database.display, holder, invalid)
+
+
+def build_status(
+    revset: RevisionSet, state: DbState, display: str, holder: LockHolder | None, invalid: tuple[str, ...] = ()
+) -> StatusReport:
+    drift = find_drift(revset.revisions, state)
+    rows: list[RevisionStatus] = []
+    known = revset.by_id()
+    all_ids = sorted(
+        set(known) | set(state.applied) | set(state.in_progress),
+        key=lambda i: (int(i.split("_", 1)[0]) if i.split("_", 1)[0].isdigit() else -1, i),
+    )
+    for rev_id in all_ids:
+        rev = known.get(rev_id)
+        row = state.applied.get(rev_id)
+        message = rev.message if rev else ""
+        if rev_id in state.in_progress:
+            p = state.in_progress[rev_id]
+            path = (rev.up.path if p.direction == "apply" else rev.down.path) if rev else rev_id
+            where = f" ({path}:{p.next_line})" if p.next_line else ""
+            err = f"; last error: {p.last_error}" if p.last_error else ""
+            rows.append(
+                RevisionStatus(
+                    rev_id,
+                    "partial",
+                    message,
+                    p.started_at,
+                    None,
+                    f"{p.direction} stopped after statement {p.statements_done} of {p.statements_total}; "
+                    f"next is statement {p.statements_done + 1}{where}{err}",
+                )
+            )
+        elif row is None:
+            rows.append(RevisionStatus(rev_id, "pending", message))
+        elif rev_id in drift.unknown:
+            rows.append(
+                RevisionStatus(rev_id, "unknown", "", row.applied_at, row.duration_ms, "applied, not in this code")
+            )
+        elif rev_id in drift.edited:
+            rows.append(
+                RevisionStatus(rev_id, "edited", message, row.applied_at, row.duration_ms, "file changed since applied")
+            )
+        elif rev_id in drift.unverified:
+            rows.append(
+                RevisionStatus(
+                    rev_id, "unverified", message, row.applied_at, row.duration_ms, "applied by stock yoyo; no checksum"
+                )
+            )
+        else:
+            rows.append(RevisionStatus(rev_id, "applied", message, row.applied_at, row.duration_ms))
+    missing = tuple(e for e in revset.extensions if e not in state.extensions)
+    return StatusReport(display, tuple(rows), missing, holder, invalid, state.bookkeeping or state.legacy_yoyo)
+
+
+def migrate_on_startup(
+    database_url: str | None = None,
+    migrations_dir: object = None,
+    *,
+    lock_timeout: float | None = None,
+    **overrides: object,
+) -> UpgradeResult:
+    """Call at application start. Honours Z4J_AUTO_MIGRATE (true/false) and Z4J_DATABASE_URL.
+
+    Returns fast when nothing is pending. A database ahead of the code is
+    logged as a warning and accepted (the schema is additive within a release
+    line). Raises a Z4jMigrateError subclass on failure.
+    """
+    if not parse_bool_env(ENV_AUTO_MIGRATE, default=True):
+        log.info("%s=false: skipping migrations", ENV_AUTO_MIGRATE)
+        return UpgradeResult(skipped=True)
+    if lock_timeout is not None:
+        overrides["lock_wait"] = lock_timeout
+    started = time.perf_counter()
+    result = upgrade(database_url=database_url, migrations_dir=migrations_dir, **overrides)
+    if result.applied:
+        log.info("applied %d revision(s) in %.0f ms", len(result.applied), (time.perf_counter() - started) * 1000)
+    return result

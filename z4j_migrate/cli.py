@@ -1,0 +1,308 @@
+"""The `z4j-migrate` command: a thin click layer over the API, with one error boundary.
+
+Every error leaves through `main()`: one paragraph on stderr, passwords
+masked, the documented exit code, a traceback only with -v. The bare command
+(`z4j-migrate` or `z4j-migrate upgrade`, settings from the environment) skips
+click entirely: it is what deploy scripts run on every boot.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import api
+from .errors import ConfigError, Z4jMigrateError, redact
+from .logs import log
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+    logging.getLogger("yoyo").setLevel(logging.DEBUG if verbosity > 0 else logging.WARNING)
+
+
+def _print_upgrade(result: api.UpgradeResult) -> None:
+    if result.skipped:
+        print("Z4J_AUTO_MIGRATE=false: nothing done.")
+        return
+    for run in result.applied:
+        print(f"applied {run.id} ({run.duration_ms:.0f} ms)")
+    if not result.applied:
+        print("nothing to do: the database is up to date.")
+    if result.unknown:
+        print(
+            f"warning: the database has revisions this code does not know: {', '.join(result.unknown)}", file=sys.stderr
+        )
+
+
+def _fail(exc: BaseException, verbose: bool) -> int:
+    if verbose:
+        print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
+    if isinstance(exc, Z4jMigrateError):
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        print("interrupted.", file=sys.stderr)
+        return 130
+    print(f"error: unexpected {exc.__class__.__name__}: {redact(str(exc))} (run with -v for details)", file=sys.stderr)
+    return 1
+
+
+def _fast_path() -> int:
+    """`z4j-migrate [upgrade]` with settings from the environment: no click import."""
+    _setup_logging(0)
+    try:
+        _print_upgrade(api.upgrade())
+        return 0
+    except BaseException as exc:  # the one error boundary
+        return _fail(exc, verbose=False)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args in ([], ["upgrade"]):
+        sys.exit(_fast_path())
+    sys.exit(_click_main(args))
+
+
+def _click_main(args: list[str]) -> int:
+    import click
+
+    verbose = "-v" in args or "--verbose" in args
+    try:
+        build_cli()(args=args, prog_name="z4j-migrate", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        print("aborted; nothing was changed.", file=sys.stderr)
+        return 4
+    except click.ClickException as exc:
+        print(f"error: {redact(exc.format_message())} (see z4j-migrate --help)", file=sys.stderr)
+        return 2
+    except BaseException as exc:
+        return _fail(exc, verbose)
+
+
+def build_cli() -> Any:
+    """Build the click group lazily so that the fast path never imports click."""
+    import click
+
+    from .config import settings_from_env
+
+    def common(f: Callable[..., Any]) -> Callable[..., Any]:
+        options = [
+            click.option("--database-url", help="Database URL or libpq string [env Z4J_DATABASE_URL]."),
+            click.option(
+                "--migrations-dir",
+                type=click.Path(file_okay=False),
+                help="Revision directory [env Z4J_MIGRATIONS_DIR; default: bundled sql/].",
+            ),
+            click.option("--schema", help="Schema of the bookkeeping tables [default: public]."),
+            click.option(
+                "--lock-timeout",
+                type=float,
+                help="Seconds to wait for the migration lock [env Z4J_LOCK_TIMEOUT; default 60].",
+            ),
+            click.option(
+                "--statement-lock-timeout",
+                type=float,
+                help="Seconds a statement may wait for a table lock before the revision is retried [default 5].",
+            ),
+            click.option(
+                "--wait",
+                "wait_",
+                type=float,
+                help="Retry connecting for up to this many seconds while the database starts.",
+            ),
+            click.option("-v", "--verbose", count=True, help="More output; tracebacks on errors."),
+            click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors."),
+        ]
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    def settings(ctx: click.Context, **kw: Any) -> Any:
+        merged = dict(ctx.obj or {})
+        merged.update({k: v for k, v in kw.items() if v not in (None, 0, False)})
+        _setup_logging(-1 if merged.get("quiet") else merged.get("verbose", 0))
+        for key, name in (
+            ("lock_timeout", "--lock-timeout"),
+            ("wait_", "--wait"),
+            ("statement_lock_timeout", "--statement-lock-timeout"),
+        ):
+            if merged.get(key) is not None and merged[key] < 0:
+                raise ConfigError(f"{name} {merged[key]:g}: must be 0 or more seconds.")
+        return settings_from_env(
+            merged.get("database_url"),
+            merged.get("migrations_dir"),
+            schema=merged.get("schema"),
+            lock_wait=merged.get("lock_timeout"),
+            statement_lock_timeout=merged.get("statement_lock_timeout"),
+            connect_wait=merged.get("wait_"),
+        )
+
+    @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+    @common
+    @click.option("--status", "show_status", is_flag=True, help="Same as the status command.")
+    @click.version_option(package_name="z4j-migrate")
+    @click.pass_context
+    def cli(ctx: click.Context, show_status: bool, **kw: Any) -> None:
+        """Apply raw-SQL PostgreSQL revisions (NNNN_slug.up.sql / .down.sql) safely.
+
+        Without a command: upgrade to the newest revision.
+        """
+        ctx.obj = {k: v for k, v in kw.items() if v not in (None, 0, False)}
+        if ctx.invoked_subcommand is None:
+            if show_status:
+                ctx.invoke(status_cmd)
+            else:
+                ctx.invoke(upgrade_cmd)
+
+    @cli.command("upgrade")
+    @common
+    @click.option("--to", "target", help="Stop at this revision (number or id).")
+    @click.option("--dry-run", is_flag=True, help="Print the SQL that would run; change nothing.")
+    @click.pass_context
+    def upgrade_cmd(ctx: click.Context, target: str | None = None, dry_run: bool = False, **kw: Any) -> None:
+        """Apply pending revisions."""
+        s = settings(ctx, **kw)
+        result = api.upgrade(s, target=target, dry_run=dry_run)
+        if dry_run:
+            from .dryrun import render_upgrade
+
+            print(render_upgrade(s, result.planned), end="")
+            return
+        _print_upgrade(result)
+
+    @cli.command("downgrade")
+    @common
+    @click.option("--to", "to", help="Revision to go back to (it stays applied), or 'base'.")
+    @click.option("--steps", type=click.IntRange(min=1), help="Undo this many revisions.")
+    @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+    @click.option("--dry-run", is_flag=True, help="Print the SQL that would run; change nothing.")
+    @click.pass_context
+    def downgrade_cmd(
+        ctx: click.Context, to: str | None, steps: int | None, yes: bool, dry_run: bool, **kw: Any
+    ) -> None:
+        """Undo applied revisions (never drops extensions)."""
+        if (to is None) == (steps is None):
+            raise ConfigError("downgrade needs exactly one of --to REV|base or --steps N.")
+        s = settings(ctx, **kw)
+
+        def confirm(plan: list[Any]) -> bool:
+            if yes or not sys.stdin.isatty():
+                return True
+            print("This will undo, in order:")
+            for step in plan:
+                src = " (down SQL from the database)" if step.from_database else ""
+                print(f"  {step.revision.id}{src}")
+            return click.confirm("Proceed?", default=False)
+
+        result = api.downgrade(s, to=to, steps=steps, confirm=confirm, dry_run=dry_run)
+        if dry_run:
+            from .dryrun import render_downgrade
+
+            print(render_downgrade(s, list(result.planned)), end="")
+            return
+        for run in result.rolled_back:
+            print(f"rolled back {run.id} ({run.duration_ms:.0f} ms)")
+        if not result.rolled_back:
+            print("nothing to do.")
+
+    @cli.command("status")
+    @common
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @click.pass_context
+    def status_cmd(ctx: click.Context, as_json: bool = False, **kw: Any) -> None:
+        """Applied, pending, edited and unknown revisions; the lock holder."""
+        report = api.status(settings(ctx, **kw))
+        print(render_status_json(report) if as_json else render_status(report))
+
+    @cli.command("new")
+    @click.argument("message")
+    @click.option("--migrations-dir", type=click.Path(file_okay=False), help="Where to create the pair.")
+    @click.option("--non-transactional", is_flag=True, help="Add '-- transactional: false'.")
+    def new_cmd(message: str, migrations_dir: str | None, non_transactional: bool) -> None:
+        """Scaffold the next NNNN_slug.up.sql / .down.sql pair."""
+        from .scaffold import new_revision
+
+        up, down = new_revision(migrations_dir, message, transactional=not non_transactional)
+        print(up)
+        print(down)
+
+    @cli.command("check")
+    @click.argument("directory", required=False, type=click.Path(file_okay=False))
+    def check_cmd(directory: str | None) -> None:
+        """Validate a revision directory offline (no database)."""
+        import os
+
+        from .config import BUNDLED_DIR, ENV_MIGRATIONS_DIR
+        from .revisions import discover
+        from .sqlcheck import check_revision
+
+        revset = discover(directory or os.environ.get(ENV_MIGRATIONS_DIR) or BUNDLED_DIR)
+        for revision in revset.revisions:
+            check_revision(revision)
+        print(f"ok: {len(revset.revisions)} revision(s) in {revset.directory}")
+
+    return cli
+
+
+def render_status(report: api.StatusReport) -> str:
+    lines = [f"database: {report.database}"]
+    width = max((len(r.id) for r in report.revisions), default=10)
+    for r in report.revisions:
+        when = r.applied_at.strftime("%Y-%m-%d %H:%M:%S") if r.applied_at else ""
+        took = f"{r.duration_ms:.0f} ms" if r.duration_ms is not None else ""
+        extra = f"  [{r.detail}]" if r.detail else ""
+        lines.append(f"  {r.state:<10} {r.id:<{width}}  {when:<19}  {took:>8}  {r.message}{extra}")
+    counts = ", ".join(
+        f"{report.count(s)} {s}"
+        for s in ("applied", "pending", "edited", "unknown", "partial", "unverified")
+        if report.count(s)
+    )
+    lines.append(f"current: {report.current or 'base'} ({counts or 'no revisions'})")
+    if report.missing_extensions:
+        lines.append(f"missing extensions: {', '.join(report.missing_extensions)} (created by the next upgrade)")
+    if report.invalid_indexes:
+        lines.append(f"INVALID indexes (interrupted CREATE INDEX CONCURRENTLY): {', '.join(report.invalid_indexes)}")
+    lines.append(f"lock: held by {report.lock_holder.describe()}" if report.lock_holder else "lock: free")
+    return "\n".join(lines)
+
+
+def render_status_json(report: api.StatusReport) -> str:
+    return json.dumps(
+        {
+            "database": report.database,
+            "current": report.current,
+            "revisions": [
+                {
+                    "id": r.id,
+                    "state": r.state,
+                    "message": r.message,
+                    "applied_at": r.applied_at.isoformat() if r.applied_at else None,
+                    "duration_ms": r.duration_ms,
+                    "detail": r.detail,
+                }
+                for r in report.revisions
+            ],
+            "missing_extensions": list(report.missing_extensions),
+            "invalid_indexes": list(report.invalid_indexes),
+            "lock_holder": report.lock_holder.describe() if report.lock_holder else None,
+        },
+        indent=2,
+    )
+
+
+if __name__ == "__main__":
+    main()

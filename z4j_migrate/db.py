@@ -1,0 +1,101 @@
+"""Opening the one connection a run uses, and making sure extensions exist."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg import sql
+
+from .config import Settings
+from .errors import ConnectionFailed, Z4jMigrateError
+from .logs import log  # noqa: E402
+
+# libpq messages that no amount of waiting will fix.
+_FATAL_MARKERS = (
+    "password authentication failed",
+    "does not exist",
+    "no pg_hba.conf entry",
+    "permission denied",
+    "authentication failed",
+    "no password supplied",
+)
+
+
+def _reason(exc: Exception) -> str:
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    return " ".join(lines) if lines else exc.__class__.__name__
+
+
+def connect(settings: Settings) -> psycopg.Connection:
+    """Connect in autocommit (yoyo drives transactions as SQL text), retrying up to --wait seconds.
+
+    Session settings travel in the startup packet (`options`), so they cost no
+    statements: lock_timeout bounds how long DDL may queue behind application
+    locks, and prepared statements stay off for PgBouncer's sake.
+    """
+    params = settings.database.params
+    options = " ".join(
+        filter(None, [params.get("options", ""), f"-c lock_timeout={int(settings.statement_lock_timeout * 1000)}"])
+    )
+    deadline = time.monotonic() + settings.connect_wait
+    delay = 0.1
+    while True:
+        try:
+            conn = psycopg.connect(
+                settings.database.conninfo,
+                autocommit=True,
+                prepare_threshold=None,
+                options=options,
+                application_name=params.get("application_name", settings.application_name),
+                connect_timeout=params.get("connect_timeout", "10"),
+            )
+            return conn
+        except psycopg.OperationalError as exc:
+            reason = _reason(exc)
+            fatal = any(marker in reason.lower() for marker in _FATAL_MARKERS)
+            if fatal or time.monotonic() + delay > deadline:
+                waited = (
+                    f" after retrying for {settings.connect_wait:g}s" if settings.connect_wait and not fatal else ""
+                )
+                hint = (
+                    " Check the user, password and database name in Z4J_DATABASE_URL / --database-url."
+                    if fatal
+                    else " Is the server running and reachable? Use --wait SECONDS to wait for it to start."
+                )
+                raise ConnectionFailed(
+                    f"cannot connect to {settings.database.display}{waited}: {reason}.{hint}"
+                ) from None
+            log.info("database not reachable yet (%s); retrying in %.1fs", reason, delay)
+            time.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, 2.0)
+
+
+class ExtensionError(Z4jMigrateError):
+    exit_code = 1
+
+
+def ensure_extensions(conn: psycopg.Connection, wanted: tuple[str, ...], installed: frozenset[str]) -> list[str]:
+    """CREATE EXTENSION IF NOT EXISTS for each missing one; installed ones are never touched."""
+    created = []
+    for name in wanted:
+        if name in installed:
+            continue
+        try:
+            conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(name)))
+        except pgerrors.InsufficientPrivilege:
+            raise ExtensionError(
+                f"extension {name} is not installed and this role may not create it: CREATE EXTENSION "
+                f"{name} needs a superuser (or, for a trusted extension, CREATE privilege on the "
+                f"database). Ask a DBA to run: CREATE EXTENSION IF NOT EXISTS {name}; then retry."
+            ) from None
+        except (pgerrors.UndefinedFile, pgerrors.FeatureNotSupported, pgerrors.UndefinedObject) as exc:
+            raise ExtensionError(
+                f"extension {name} is not available on this server ({_reason(exc)}); install the "
+                "server's contrib package (e.g. postgresql-contrib)."
+            ) from None
+        created.append(name)
+        log.info("created extension %s", name)
+    return created

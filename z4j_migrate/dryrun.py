@@ -1,0 +1,69 @@
+"""`--dry-run`: the exact SQL a run would send, in order, with its transaction boundaries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .config import Settings
+from .lock import lock_key
+from .plan import DowngradeStep
+from .revisions import Revision, SqlFile
+
+
+def _body(sql_file: SqlFile, bookkeeping: str) -> list[str]:
+    if sql_file.transactional:
+        return ["BEGIN;", sql_file.text.rstrip(), f"-- bookkeeping, same transaction: {bookkeeping}", "COMMIT;"]
+    from .sqlcheck import split_statements
+
+    out = ["-- non-transactional: each statement runs and commits on its own (autocommit), journaled"]
+    for statement in split_statements(sql_file):
+        out.append(f"-- statement {statement.index} ({sql_file.path}:{statement.line})")
+        out.append(statement.sql.rstrip(";") + ";")
+    out += ["BEGIN;", f"-- bookkeeping: {bookkeeping}", "COMMIT;"]
+    return out
+
+
+def _lock(settings: Settings) -> list[str]:
+    return [
+        f"-- target: {settings.database.display}",
+        f"SELECT pg_catalog.pg_try_advisory_lock({lock_key(settings.schema)});"
+        f"  -- polled for up to {settings.lock_wait:g}s",
+        f"-- every statement runs with lock_timeout = {settings.statement_lock_timeout:g}s",
+    ]
+
+
+def render_upgrade(settings: Settings, planned: Iterable[Revision]) -> str:
+    planned = list(planned)
+    if not planned:
+        return "-- nothing to apply\n"
+    from .revisions import discover
+
+    lines = _lock(settings)
+    for ext in discover(settings.migrations_dir).extensions:
+        lines.append(f"CREATE EXTENSION IF NOT EXISTS {ext};  -- only if not installed")
+    for rev in planned:
+        lines += ["", f"-- ==== {rev.id}: {rev.message} ({rev.up.path})"]
+        lines += _body(
+            rev.up, f"record {rev.id} in {settings.schema}._yoyo_migration, _yoyo_log, _z4j_migrate_revision"
+        )
+    lines.append(f"SELECT pg_catalog.pg_advisory_unlock({lock_key(settings.schema)});")
+    return "\n".join(lines) + "\n"
+
+
+def render_downgrade(settings: Settings, plan: list[DowngradeStep]) -> str:
+    if not plan:
+        return "-- nothing to undo\n"
+    lines = _lock(settings)
+    for step in plan:
+        for pf in step.revision.preflights:
+            lines.append(f"-- preflight (must be true; checked before any step): {pf.sql}")
+    for step in plan:
+        rev = step.revision
+        src = " (down SQL stored in the database)" if step.from_database else ""
+        lines += ["", f"-- ==== undo {rev.id}{src} ({rev.down.path})"]
+        lines += _body(
+            rev.down,
+            f"remove {rev.id} from {settings.schema}._yoyo_migration and _z4j_migrate_revision; log 'rollback'",
+        )
+    lines.append(f"SELECT pg_catalog.pg_advisory_unlock({lock_key(settings.schema)});")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,140 @@
+"""Typed errors, each carrying the process exit code the CLI documents.
+
+    Z4jMigrateError                      (1)  base class
+     +-- ConfigError                     (2)  bad setting, env value, URL or CLI argument
+     +-- RevisionFileError               (3)  a revision file is malformed (names file, line)
+     +-- RevisionFailed                  (1)  SQL of a revision failed; it was rolled back
+     +-- RefusedError                    (4)  plan refused before anything ran
+     |    +-- IrreversibleRevision            a downgrade would cross an irreversible revision
+     |    +-- PreflightFailed                 a downgrade preflight returned false
+     |    +-- DeclinedByOperator              the operator answered "no"
+     +-- DriftError                      (5)  database and code disagree (edited, out of order)
+     +-- LockTimeout                     (6)  could not get the migration lock or a table lock
+     +-- ConnectionFailed                (7)  could not reach / log in to the database
+     +-- IncompleteRevision              (8)  a non-transactional revision stopped part-way
+     +-- VerificationFailed              (9)  `verify`: a down does not undo its up
+
+Messages are one paragraph, say what is wrong and where, and never contain a
+password: every message passes through `redact` when it is built.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+_SECRETS: set[str] = set()
+
+_URL_PASSWORD = re.compile(r"(?P<pre>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<post>@)", re.I)
+_KV_PASSWORD = re.compile(r"(?P<pre>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.I)
+
+
+def register_secret(secret: str | None) -> None:
+    """Remember a password so that no message we build can ever contain it."""
+    if secret:
+        _SECRETS.add(secret)
+
+
+def redact(text: str) -> str:
+    """Mask passwords in URLs, key=value strings and any registered secret."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m['pre']}***{m['post']}", text)
+    text = _KV_PASSWORD.sub(lambda m: f"{m['pre']}***", text)
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+class Z4jMigrateError(Exception):
+    """Base of every error z4j-migrate raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        self.message = redact(message)
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(Z4jMigrateError):
+    exit_code = 2
+
+
+class RevisionFileError(Z4jMigrateError):
+    """A revision file (or the directory) is malformed."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        where = ""
+        if path:
+            where = f"{path}:{line}: " if line else f"{path}: "
+        super().__init__(where + message)
+
+
+class RevisionFailed(Z4jMigrateError):
+    """The SQL of one revision failed; the revision left no trace (if transactional)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, revision: str | None = None, path: str | None = None) -> None:
+        self.revision = revision
+        self.path = path
+        super().__init__(message)
+
+
+class RefusedError(Z4jMigrateError):
+    exit_code = 4
+
+
+class IrreversibleRevision(RefusedError):
+    pass
+
+
+class PreflightFailed(RefusedError):
+    pass
+
+
+class DeclinedByOperator(RefusedError):
+    pass
+
+
+class DriftError(Z4jMigrateError):
+    exit_code = 5
+
+
+class LockTimeout(Z4jMigrateError):
+    exit_code = 6
+
+
+class ConnectionFailed(Z4jMigrateError):
+    exit_code = 7
+
+
+class IncompleteRevision(Z4jMigrateError):
+    exit_code = 8
+
+
+class VerificationFailed(Z4jMigrateError):
+    exit_code = 9
+
+    def __init__(self, message: str, differences: Iterable[str] = ()) -> None:
+        self.differences = list(differences)
+        super().__init__(message)
+
+
+EXIT_CODES: dict[int, str] = {
+    0: "success (including: nothing to do)",
+    1: "a revision's SQL failed (rolled back), or an unexpected error",
+    2: "usage or configuration error (bad option, environment variable or URL)",
+    3: "invalid revision files (naming, pairing, directives, encoding, forbidden SQL)",
+    4: "refused before anything ran (irreversible revision, preflight false, answer 'no')",
+    5: "drift: an applied revision was edited, or the plan would apply out of order",
+    6: "lock timeout (migration lock held by another process, or a table lock)",
+    7: "cannot connect to the database (unreachable, authentication, unknown database)",
+    8: "a non-transactional revision stopped part-way and needs attention",
+    9: "verify found a down that does not undo its up",
+}

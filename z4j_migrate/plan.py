@@ -1,0 +1,139 @@
+"""Pure planning: revisions on disk + history in the database -> what to run.
+
+No I/O here, so every ordering and drift rule is unit-tested without a server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ConfigError, DriftError, IncompleteRevision, IrreversibleRevision
+from .record import DbState
+from .revisions import Revision
+
+BACKUP_DOC = "docs/backup-restore.md"
+
+
+@dataclass(frozen=True)
+class Drift:
+    """What differs between code and database, as status reports it."""
+
+    edited: tuple[str, ...]  # applied, file changed since (up or down checksum differs)
+    unknown: tuple[str, ...]  # applied in the database, absent from the code
+    unverified: tuple[str, ...]  # applied by stock yoyo: no checksum to compare
+
+
+def find_drift(revisions: tuple[Revision, ...], state: DbState) -> Drift:
+    known = {r.id: r for r in revisions}
+    edited, unverified = [], []
+    for rev_id, row in state.applied.items():
+        rev = known.get(rev_id)
+        if rev is None:
+            continue
+        if row.up_checksum is None:
+            unverified.append(rev_id)
+        elif row.up_checksum != rev.up.checksum or row.down_checksum != rev.down.checksum:
+            edited.append(rev_id)
+    unknown = sorted((i for i in state.applied if i not in known), key=_version_key)
+    return Drift(tuple(sorted(edited)), tuple(unknown), tuple(sorted(unverified)))
+
+
+def _version_key(rev_id: str) -> tuple[int, str]:
+    head = rev_id.split("_", 1)[0]
+    return (int(head) if head.isdigit() else -1, rev_id)
+
+
+def edited_error(revisions: tuple[Revision, ...], state: DbState, edited: tuple[str, ...]) -> DriftError:
+    known = {r.id: r for r in revisions}
+    parts = []
+    for rev_id in edited:
+        row, rev = state.applied[rev_id], known[rev_id]
+        files = []
+        if row.up_checksum != rev.up.checksum:
+            files.append(rev.up.path)
+        if row.down_checksum != rev.down.checksum:
+            files.append(rev.down.path)
+        parts.append(" and ".join(files))
+    return DriftError(
+        f"applied revision(s) changed on disk since they were applied: {'; '.join(parts)}. "
+        "An applied revision must never be edited; restore the file (git checkout) and put the "
+        "change in a new revision (z4j-migrate new)."
+    )
+
+
+def resolve_target(revisions: tuple[Revision, ...], applied_ids: list[str], target: str) -> int:
+    """A target is a number (`7`, `0007`) or an id (`0007_tasks_fingerprint`); returns its version."""
+    text = target.strip()
+    if text.isdigit():
+        return int(text)
+    head = text.split("_", 1)[0]
+    ids = {r.id for r in revisions} | set(applied_ids)
+    if head.isdigit() and text in ids:
+        return int(head)
+    raise ConfigError(f"unknown revision {target!r}: give a revision number or id (see z4j-migrate status).")
+
+
+def plan_upgrade(revisions: tuple[Revision, ...], state: DbState, target: str | None = None) -> list[Revision]:
+    """Pending revisions in order, or a typed error if applying them would be unsafe."""
+    drift = find_drift(revisions, state)
+    if drift.edited:
+        raise edited_error(revisions, state, drift.edited)
+    limit = resolve_target(revisions, list(state.applied), target) if target else None
+    pending = [r for r in revisions if r.id not in state.applied and (limit is None or r.version <= limit)]
+    stuck = [p for p in state.in_progress.values() if p.direction == "rollback"]
+    if stuck:
+        p = stuck[0]
+        raise IncompleteRevision(
+            f"revision {p.id} was being rolled back and stopped after statement {p.statements_done} "
+            f"of {p.statements_total}; finish it with 'z4j-migrate downgrade' before upgrading."
+        )
+    if not pending:
+        return []
+    highest_applied = max((_version_key(i)[0] for i in state.applied), default=-1)
+    out_of_order = [r.id for r in pending if r.version < highest_applied]
+    if out_of_order:
+        newest = max(state.applied, key=_version_key)
+        raise DriftError(
+            f"revision(s) {', '.join(out_of_order)} would be applied out of order: the database "
+            f"already has {newest} applied. Renumber the new revision(s) above "
+            f"{newest.split('_', 1)[0]} (or, if {newest} is unknown to this code, you are running "
+            "an older release against a newer database)."
+        )
+    return pending
+
+
+@dataclass(frozen=True)
+class DowngradeStep:
+    revision: Revision
+    from_database: bool  # the down SQL comes from the database (code does not have it)
+
+
+def downgrade_targets(
+    state: DbState, revisions: tuple[Revision, ...], *, to: str | None, steps: int | None
+) -> list[str]:
+    """Applied ids to undo, newest first."""
+    applied = sorted(state.applied, key=_version_key, reverse=True)
+    if steps is not None:
+        if steps < 1:
+            raise ConfigError(f"--steps {steps}: give 1 or more.")
+        return applied[:steps]
+    if to is None:
+        raise ConfigError("downgrade needs --to REV|base or --steps N.")
+    if to.strip().lower() == "base":
+        return applied
+    version = resolve_target(revisions, applied, to)
+    if not any(_version_key(i)[0] == version for i in applied):
+        raise ConfigError(f"--to {to}: that revision is not applied, so the database cannot be downgraded to it.")
+    return [i for i in applied if _version_key(i)[0] > version]
+
+
+def check_reversible(steps: list[DowngradeStep]) -> None:
+    """Refuse the whole plan up front if any step cannot be undone."""
+    for step in steps:
+        rev = step.revision
+        if rev.irreversible is not None:
+            raise IrreversibleRevision(
+                f"refusing to downgrade: revision {rev.id} is irreversible: {rev.irreversible} "
+                f"To go back past it, restore the backup taken before it was applied (see "
+                f"{BACKUP_DOC}). Nothing was changed."
+            )

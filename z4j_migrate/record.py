@@ -1,0 +1,266 @@
+"""The only module that holds bookkeeping SQL.
+
+yoyo's tables (`_yoyo_migration`, `_yoyo_log`, `_yoyo_version`) keep their
+exact layout so the stock `yoyo` CLI can still read them. Our own side table
+`_z4j_migrate_revision` adds what yoyo lacks: content checksums, the down SQL
+(so a database ahead of the code can still be stepped back) and durations.
+`_z4j_migrate_progress` journals non-transactional revisions statement by
+statement. Every name is schema-qualified and every function is called as
+pg_catalog.*, so objects planted on the search_path are never used.
+
+Functions take the caller's cursor or connection and never open transactions
+of their own: the runner decides the transaction, so bookkeeping commits in
+the same transaction as the revision's SQL.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+
+import psycopg
+from psycopg import sql
+
+TABLES = ("_yoyo_migration", "_yoyo_log", "_yoyo_version", "_z4j_migrate_revision", "_z4j_migrate_progress")
+
+
+def migration_hash(rev_id: str) -> str:
+    """yoyo's identity: sha256 of the migration id (not of the content)."""
+    return hashlib.sha256(rev_id.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class AppliedRow:
+    id: str
+    up_checksum: str | None  # None: applied by stock yoyo, before z4j-migrate kept checksums
+    down_checksum: str | None
+    applied_at: datetime | None
+    duration_ms: float | None
+    down_transactional: bool | None
+
+    @property
+    def version(self) -> int:
+        return int(self.id.split("_", 1)[0]) if self.id.split("_", 1)[0].isdigit() else -1
+
+
+@dataclass(frozen=True)
+class ProgressRow:
+    """A non-transactional revision that started and has not finished."""
+
+    id: str
+    direction: str  # "apply" or "rollback"
+    statements_done: int
+    statements_total: int
+    next_line: int | None
+    last_error: str | None
+    started_at: datetime | None
+
+
+@dataclass(frozen=True)
+class DbState:
+    bookkeeping: bool  # our tables exist
+    legacy_yoyo: bool  # only yoyo's tables exist (managed by stock yoyo before)
+    applied: dict[str, AppliedRow]
+    in_progress: dict[str, ProgressRow]
+    extensions: frozenset[str]
+
+
+@lru_cache(maxsize=8)
+def _q(schema: str) -> dict[str, sql.Composed | sql.SQL]:
+    s = sql.Identifier(schema)
+
+    def t(name: str) -> sql.Composed:
+        return sql.SQL("{}.{}").format(s, sql.Identifier(name))
+
+    return {
+        "probe": sql.SQL(
+            "SELECT pg_catalog.to_regclass(%s) IS NOT NULL, pg_catalog.to_regclass(%s) IS NOT NULL, "
+            "ARRAY(SELECT e.extname::text FROM pg_catalog.pg_extension e WHERE e.extname = ANY(%s))"
+        ),
+        "state": sql.SQL(
+            "SELECT 'applied', m.migration_id, r.up_checksum, r.down_checksum, "
+            "COALESCE(r.applied_at, m.applied_at_utc AT TIME ZONE 'UTC'), r.duration_ms, "
+            "r.down_transactional, NULL::int, NULL::int, NULL::int, NULL::text "
+            "FROM {m} m LEFT JOIN {r} r ON r.migration_hash = m.migration_hash "
+            "UNION ALL "
+            "SELECT 'progress', p.migration_id, p.direction, NULL, p.started_at, NULL, NULL, "
+            "p.statements_done, p.statements_total, p.next_line, p.last_error FROM {p} p"
+        ).format(m=t("_yoyo_migration"), r=t("_z4j_migrate_revision"), p=t("_z4j_migrate_progress")),
+        "legacy_state": sql.SQL(
+            "SELECT 'applied', m.migration_id, NULL, NULL, m.applied_at_utc AT TIME ZONE 'UTC', "
+            "NULL, NULL, NULL::int, NULL::int, NULL::int, NULL::text FROM {m} m"
+        ).format(m=t("_yoyo_migration")),
+        "create": sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {m} (migration_hash VARCHAR(64), migration_id VARCHAR(255), "
+            "applied_at_utc TIMESTAMP, PRIMARY KEY (migration_hash));\n"
+            "CREATE TABLE IF NOT EXISTS {log} (id VARCHAR(36), migration_hash VARCHAR(64), "
+            "migration_id VARCHAR(255), operation VARCHAR(10), username VARCHAR(255), "
+            "hostname VARCHAR(255), comment VARCHAR(255), created_at_utc TIMESTAMP, PRIMARY KEY (id));\n"
+            "CREATE TABLE IF NOT EXISTS {v} (version INT NOT NULL PRIMARY KEY, installed_at_utc TIMESTAMP);\n"
+            "INSERT INTO {v} (version, installed_at_utc) VALUES (2, pg_catalog.timezone('UTC', pg_catalog.now())) "
+            "ON CONFLICT (version) DO NOTHING;\n"
+            "CREATE TABLE IF NOT EXISTS {r} (migration_hash VARCHAR(64) PRIMARY KEY, "
+            "migration_id VARCHAR(255) NOT NULL, version BIGINT NOT NULL, message TEXT, "
+            "checksum_algorithm TEXT NOT NULL DEFAULT 'sha256', up_checksum TEXT NOT NULL, "
+            "down_checksum TEXT NOT NULL, down_sql TEXT NOT NULL, down_transactional BOOLEAN NOT NULL, "
+            "applied_at TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now(), duration_ms DOUBLE PRECISION, "
+            "applied_by TEXT);\n"
+            "CREATE TABLE IF NOT EXISTS {p} (migration_id VARCHAR(255) PRIMARY KEY, direction TEXT NOT NULL, "
+            "statements_done INT NOT NULL, statements_total INT NOT NULL, next_line INT, "
+            "started_at TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now(), "
+            "updated_at TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now(), last_error TEXT)"
+        ).format(
+            m=t("_yoyo_migration"),
+            log=t("_yoyo_log"),
+            v=t("_yoyo_version"),
+            r=t("_z4j_migrate_revision"),
+            p=t("_z4j_migrate_progress"),
+        ),
+        "applied": sql.SQL(
+            "WITH m AS (INSERT INTO {m} (migration_hash, migration_id, applied_at_utc) "
+            "VALUES (%(hash)s, %(id)s, pg_catalog.timezone('UTC', pg_catalog.now())) "
+            "ON CONFLICT (migration_hash) DO UPDATE SET applied_at_utc = EXCLUDED.applied_at_utc), "
+            "l AS (INSERT INTO {log} (id, migration_hash, migration_id, operation, username, hostname, "
+            "created_at_utc) VALUES (%(log_id)s, %(hash)s, %(id)s, 'apply', %(user)s, %(host)s, "
+            "pg_catalog.timezone('UTC', pg_catalog.now()))), "
+            "p AS (DELETE FROM {p} WHERE migration_id = %(id)s) "
+            "INSERT INTO {r} (migration_hash, migration_id, version, message, up_checksum, down_checksum, "
+            "down_sql, down_transactional, duration_ms, applied_by) VALUES (%(hash)s, %(id)s, %(version)s, "
+            "%(message)s, %(up_checksum)s, %(down_checksum)s, %(down_sql)s, %(down_tx)s, %(duration)s, "
+            "%(by)s) ON CONFLICT (migration_hash) DO UPDATE SET up_checksum = EXCLUDED.up_checksum, "
+            "down_checksum = EXCLUDED.down_checksum, down_sql = EXCLUDED.down_sql, "
+            "down_transactional = EXCLUDED.down_transactional, applied_at = EXCLUDED.applied_at, "
+            "duration_ms = EXCLUDED.duration_ms, applied_by = EXCLUDED.applied_by"
+        ).format(
+            m=t("_yoyo_migration"), log=t("_yoyo_log"), p=t("_z4j_migrate_progress"), r=t("_z4j_migrate_revision")
+        ),
+        "rolled_back": sql.SQL(
+            "WITH m AS (DELETE FROM {m} WHERE migration_hash = %(hash)s), "
+            "l AS (INSERT INTO {log} (id, migration_hash, migration_id, operation, username, hostname, "
+            "created_at_utc) VALUES (%(log_id)s, %(hash)s, %(id)s, 'rollback', %(user)s, %(host)s, "
+            "pg_catalog.timezone('UTC', pg_catalog.now()))), "
+            "p AS (DELETE FROM {p} WHERE migration_id = %(id)s) "
+            "DELETE FROM {r} WHERE migration_hash = %(hash)s"
+        ).format(
+            m=t("_yoyo_migration"), log=t("_yoyo_log"), p=t("_z4j_migrate_progress"), r=t("_z4j_migrate_revision")
+        ),
+        "progress": sql.SQL(
+            "INSERT INTO {p} (migration_id, direction, statements_done, statements_total, next_line, last_error) "
+            "VALUES (%(id)s, %(direction)s, %(done)s, %(total)s, %(line)s, %(error)s) "
+            "ON CONFLICT (migration_id) DO UPDATE SET direction = EXCLUDED.direction, "
+            "statements_done = EXCLUDED.statements_done, statements_total = EXCLUDED.statements_total, "
+            "next_line = EXCLUDED.next_line, last_error = EXCLUDED.last_error, "
+            "updated_at = pg_catalog.now()"
+        ).format(p=t("_z4j_migrate_progress")),
+        "stored_down": sql.SQL(
+            "SELECT migration_id, down_sql, down_transactional FROM {r} WHERE migration_id = ANY(%s)"
+        ).format(r=t("_z4j_migrate_revision")),
+    }
+
+
+def _regclass(schema: str, table: str) -> str:
+    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table)).as_string(None)
+
+
+def read_state(conn: psycopg.Connection, schema: str, extensions: tuple[str, ...]) -> DbState:
+    """Two statements: probe the tables and extensions, then read the history."""
+    q = _q(schema)
+    cur = conn.cursor()
+    yoyo_exists, ours_exists, installed = cur.execute(
+        q["probe"],
+        (_regclass(schema, "_yoyo_migration"), _regclass(schema, "_z4j_migrate_revision"), list(extensions)),
+    ).fetchone()  # type: ignore[misc]
+    applied: dict[str, AppliedRow] = {}
+    progress: dict[str, ProgressRow] = {}
+    if yoyo_exists:
+        for row in cur.execute(q["state"] if ours_exists else q["legacy_state"]):
+            kind, rev_id = row[0], row[1]
+            if kind == "applied":
+                applied[rev_id] = AppliedRow(rev_id, row[2], row[3], row[4], row[5], row[6])
+            else:
+                progress[rev_id] = ProgressRow(rev_id, row[2], row[7], row[8], row[9], row[10], row[4])
+    return DbState(bool(ours_exists), bool(yoyo_exists and not ours_exists), applied, progress, frozenset(installed))
+
+
+def ensure_tables(conn: psycopg.Connection, schema: str) -> None:
+    """Create the bookkeeping tables if missing (called under the migration lock)."""
+    with conn.transaction():
+        conn.execute(_q(schema)["create"])
+
+
+def _who() -> tuple[str, str]:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        user = "unknown"
+    return user, socket.gethostname()
+
+
+def record_applied(
+    cur: psycopg.Cursor,
+    schema: str,
+    *,
+    rev_id: str,
+    version: int,
+    message: str,
+    up_checksum: str,
+    down_checksum: str,
+    down_sql: str,
+    down_transactional: bool,
+    duration_ms: float,
+) -> None:
+    user, host = _who()
+    cur.execute(
+        _q(schema)["applied"],
+        {
+            "hash": migration_hash(rev_id),
+            "id": rev_id,
+            "version": version,
+            "message": message,
+            "log_id": str(uuid.uuid1()),
+            "user": user,
+            "host": host,
+            "up_checksum": up_checksum,
+            "down_checksum": down_checksum,
+            "down_sql": down_sql,
+            "down_tx": down_transactional,
+            "duration": duration_ms,
+            "by": f"{user}@{host}",
+        },
+    )
+
+
+def record_rolled_back(cur: psycopg.Cursor, schema: str, *, rev_id: str) -> None:
+    user, host = _who()
+    cur.execute(
+        _q(schema)["rolled_back"],
+        {"hash": migration_hash(rev_id), "id": rev_id, "log_id": str(uuid.uuid1()), "user": user, "host": host},
+    )
+
+
+def record_progress(
+    cur: psycopg.Cursor,
+    schema: str,
+    *,
+    rev_id: str,
+    direction: str,
+    done: int,
+    total: int,
+    next_line: int | None,
+    error: str | None = None,
+) -> None:
+    cur.execute(
+        _q(schema)["progress"],
+        {"id": rev_id, "direction": direction, "done": done, "total": total, "line": next_line, "error": error},
+    )
+
+
+def stored_downs(conn: psycopg.Connection, schema: str, ids: list[str]) -> dict[str, tuple[str, bool]]:
+    """The down SQL kept in the database for revisions the code does not have."""
+    rows = conn.execute(_q(schema)["stored_down"], (ids,)).fetchall()
+    return {r[0]: (r[1], r[2]) for r in rows}

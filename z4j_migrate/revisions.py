@@ -1,0 +1,306 @@
+"""Discover revision pairs on disk and parse their header directives.
+
+This is the first step of the data path and the only one that reads revision
+files. It is cheap on purpose (no SQL parser): it runs on every application
+start. The SQL-level checks that need a real parser live in `sqlcheck` and run
+on the revisions a command is about to execute, and on all of them in `check`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomllib
+
+from .config import check_identifier
+from .errors import ConfigError, RevisionFileError
+
+CHECKSUM_ALGORITHM = "sha256"
+CONFIG_FILE = "z4j-migrate.toml"
+
+_NAME = re.compile(r"^(?P<version>\d{4,})_(?P<slug>[a-z0-9]+(?:_[a-z0-9]+)*)\.(?P<kind>up|down)\.sql$")
+_DIRECTIVE = re.compile(r"^--\s*(?P<key>[A-Za-z][A-Za-z_-]*)\s*:(?P<value>.*)$")
+_UP_KEYS = frozenset({"message", "transactional"})
+_DOWN_KEYS = frozenset({"transactional", "irreversible", "preflight"})
+_ALL_KEYS = _UP_KEYS | _DOWN_KEYS
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """A query that must return true before a downgrade may start."""
+
+    sql: str
+    line: int
+
+
+@dataclass(frozen=True)
+class SqlFile:
+    """One side of a revision, as text ready to send (BOM stripped, LF line endings)."""
+
+    path: str
+    text: str = field(repr=False)
+    checksum: str
+    transactional: bool
+    has_sql: bool
+
+
+@dataclass(frozen=True)
+class Revision:
+    version: int
+    id: str  # e.g. "0001_baseline": yoyo's migration_id
+    message: str
+    up: SqlFile
+    down: SqlFile
+    irreversible: str | None = None  # operator message when the down cannot undo the up
+    preflights: tuple[Preflight, ...] = ()
+
+
+@dataclass(frozen=True)
+class RevisionSet:
+    """What a migrations directory holds: the ordered revisions and their settings."""
+
+    directory: Path
+    revisions: tuple[Revision, ...]
+    extensions: tuple[str, ...] = ()
+
+    def by_id(self) -> dict[str, Revision]:
+        return {r.id: r for r in self.revisions}
+
+
+def normalise(raw: bytes, path: str) -> str:
+    """Decode strictly as UTF-8, drop a BOM, turn CRLF/CR into LF."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise RevisionFileError(
+            f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save the file as UTF-8.",
+            path=path,
+            line=line,
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def checksum(text: str) -> str:
+    return f"{CHECKSUM_ALGORITHM}:{hashlib.sha256(text.encode('utf-8')).hexdigest()}"
+
+
+def _parse_bool(value: str, key: str, path: str, line: int) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    raise RevisionFileError(f"'-- {key}: {value.strip()}' must be true or false.", path=path, line=line)
+
+
+def parse_header(text: str, path: str, allowed: frozenset[str]) -> tuple[list[tuple[str, str, int]], bool]:
+    """Return the directives of a file's header and whether SQL follows.
+
+    The header is the block of `--` lines at the very top. A directive found
+    after it (past a blank line or a block comment) is an error rather than
+    silently ignored, which is the yoyo behaviour we refuse to copy.
+    """
+    directives: list[tuple[str, str, int]] = []
+    in_header = True
+    has_sql = False
+    for number, line in enumerate(text.split("\n"), start=1):
+        stripped = line.strip()
+        if not stripped.startswith("--"):
+            if stripped == "":
+                in_header = False
+                continue
+            has_sql = True  # a statement or a block comment: SQL (or at least not a header)
+            break
+        match = _DIRECTIVE.match(stripped)
+        if match is None:
+            continue
+        key = match["key"].lower()
+        if not in_header:
+            if key in _ALL_KEYS:
+                raise RevisionFileError(
+                    f"directive '-- {key}:' is below the header and would be ignored; "
+                    "move it into the block of '--' lines at the top of the file.",
+                    path=path,
+                    line=number,
+                )
+            continue
+        if key not in allowed:
+            where = "an .up.sql" if allowed is _UP_KEYS else "a .down.sql"
+            raise RevisionFileError(
+                f"unknown directive '-- {match['key']}:' in {where} header (allowed: "
+                f"{', '.join(sorted(allowed))}). A plain comment in the header must not "
+                "look like '-- word: ...'; put it after a blank line.",
+                path=path,
+                line=number,
+            )
+        directives.append((key, match["value"].strip(), number))
+    else:
+        has_sql = False
+    if not has_sql:
+        has_sql = any(ln.strip() and not ln.strip().startswith("--") for ln in text.split("\n"))
+    return directives, has_sql
+
+
+def _single(directives: list[tuple[str, str, int]], key: str, path: str) -> tuple[str, int] | None:
+    found = [(v, n) for k, v, n in directives if k == key]
+    if len(found) > 1:
+        raise RevisionFileError(f"'-- {key}:' is given more than once.", path=path, line=found[1][1])
+    return found[0] if found else None
+
+
+def parse_pair(version: int, rev_id: str, up_path: str, up_raw: bytes, down_path: str, down_raw: bytes) -> Revision:
+    """Build one Revision from the bytes of its two files; pure, testable without disk."""
+    up_text = normalise(up_raw, up_path)
+    down_text = normalise(down_raw, down_path)
+    up_directives, up_has_sql = parse_header(up_text, up_path, _UP_KEYS)
+    down_directives, down_has_sql = parse_header(down_text, down_path, _DOWN_KEYS)
+
+    message = _single(up_directives, "message", up_path)
+    if message is None or not message[0]:
+        raise RevisionFileError(
+            "missing '-- message: <what this revision does>' in the header.",
+            path=up_path,
+            line=message[1] if message else 1,
+        )
+    up_tx = _single(up_directives, "transactional", up_path)
+    up_transactional = _parse_bool(up_tx[0], "transactional", up_path, up_tx[1]) if up_tx else True
+    if not up_has_sql:
+        raise RevisionFileError("has no SQL statements.", path=up_path)
+
+    down_tx = _single(down_directives, "transactional", down_path)
+    down_transactional = (
+        _parse_bool(down_tx[0], "transactional", down_path, down_tx[1]) if down_tx else up_transactional
+    )
+    irreversible = _single(down_directives, "irreversible", down_path)
+    preflights = tuple(Preflight(v, n) for k, v, n in down_directives if k == "preflight")
+    for pf in preflights:
+        if not pf.sql:
+            raise RevisionFileError(
+                "'-- preflight:' needs a query returning one boolean.", path=down_path, line=pf.line
+            )
+    if irreversible is not None:
+        if not irreversible[0]:
+            raise RevisionFileError(
+                "'-- irreversible:' needs a message for the operator (why, and what to do instead).",
+                path=down_path,
+                line=irreversible[1],
+            )
+        if down_has_sql:
+            raise RevisionFileError(
+                "an irreversible down must not contain statements; remove them or drop the directive.",
+                path=down_path,
+            )
+    elif not down_has_sql:
+        raise RevisionFileError(
+            "has no SQL statements; write the undo, or declare '-- irreversible: <message>'.",
+            path=down_path,
+        )
+    return Revision(
+        version=version,
+        id=rev_id,
+        message=message[0],
+        up=SqlFile(up_path, up_text, checksum(up_text), up_transactional, True),
+        down=SqlFile(down_path, down_text, checksum(down_text), down_transactional, down_has_sql),
+        irreversible=irreversible[0] if irreversible else None,
+        preflights=preflights,
+    )
+
+
+def parse_stored_down(rev_id: str, text: str, transactional: bool) -> Revision:
+    """Rebuild a down-only Revision from SQL stored in the database (code is behind)."""
+    version = int(rev_id.split("_", 1)[0])
+    path = f"<database: {rev_id}.down.sql>"
+    directives, has_sql = parse_header(text, path, _DOWN_KEYS)
+    irreversible = _single(directives, "irreversible", path)
+    down = SqlFile(path, text, checksum(text), transactional, has_sql)
+    return Revision(
+        version=version,
+        id=rev_id,
+        message="(not in this code; from the database)",
+        up=SqlFile(f"<database: {rev_id}.up.sql>", "", "", True, False),
+        down=down,
+        irreversible=irreversible[0] if irreversible else None,
+        preflights=tuple(Preflight(v, n) for k, v, n in directives if k == "preflight"),
+    )
+
+
+def _read_config(directory: Path) -> tuple[str, ...]:
+    path = directory / CONFIG_FILE
+    if not path.exists():
+        return ()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RevisionFileError(f"cannot be parsed: {exc}.", path=str(path)) from None
+    unknown = set(data) - {"extensions"}
+    if unknown:
+        raise RevisionFileError(f"unknown setting(s) {sorted(unknown)}; only 'extensions' is known.", path=str(path))
+    extensions = data.get("extensions", [])
+    if not isinstance(extensions, list) or not all(isinstance(e, str) for e in extensions):
+        raise RevisionFileError("'extensions' must be a list of extension names.", path=str(path))
+    return tuple(check_identifier(e, source=f"{path}: extensions") for e in extensions)
+
+
+def _list_dir(directory: Path) -> Iterable[str]:
+    try:
+        return sorted(os.listdir(directory))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"migrations directory {directory} does not exist (--migrations-dir / Z4J_MIGRATIONS_DIR)."
+        ) from None
+    except NotADirectoryError:
+        raise ConfigError(
+            f"migrations directory {directory} is not a directory (--migrations-dir / Z4J_MIGRATIONS_DIR)."
+        ) from None
+    except PermissionError:
+        raise ConfigError(f"migrations directory {directory} cannot be read (permission denied).") from None
+
+
+def discover(directory: str | os.PathLike[str]) -> RevisionSet:
+    """Find and pair every NNNN_slug.{up,down}.sql in `directory`, ordered by number."""
+    directory = Path(directory)
+    pairs: dict[str, dict[str, str]] = {}
+    versions: dict[int, str] = {}
+    for name in _list_dir(directory):
+        if name.startswith(".") or not name.endswith(".sql"):
+            continue
+        match = _NAME.match(name)
+        if match is None:
+            raise RevisionFileError(
+                "malformed revision file name; expected NNNN_slug.up.sql or NNNN_slug.down.sql "
+                "(4+ digit number, lowercase slug of a-z, 0-9 and single underscores).",
+                path=str(directory / name),
+            )
+        rev_id = f"{match['version']}_{match['slug']}"
+        version = int(match["version"])
+        other = versions.setdefault(version, rev_id)
+        if other != rev_id:
+            raise RevisionFileError(
+                f"duplicate revision number {version}: {other} and {rev_id}; renumber one of them.",
+                path=str(directory / name),
+            )
+        pairs.setdefault(rev_id, {})[match["kind"]] = name
+    revisions = []
+    for rev_id, sides in pairs.items():
+        for kind, missing in (("up", "down"), ("down", "up")):
+            if kind in sides and missing not in sides:
+                raise RevisionFileError(
+                    f"has no matching {rev_id}.{missing}.sql; every revision is a pair.",
+                    path=str(directory / sides[kind]),
+                )
+        up_path, down_path = directory / sides["up"], directory / sides["down"]
+        try:
+            up_raw, down_raw = up_path.read_bytes(), down_path.read_bytes()
+        except OSError as exc:
+            raise RevisionFileError(f"cannot be read ({exc.strerror}).", path=str(exc.filename)) from None
+        revisions.append(
+            parse_pair(int(rev_id.split("_", 1)[0]), rev_id, str(up_path), up_raw, str(down_path), down_raw)
+        )
+    revisions.sort(key=lambda r: r.version)
+    return RevisionSet(directory, tuple(revisions), _read_config(directory))

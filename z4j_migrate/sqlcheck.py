@@ -1,0 +1,120 @@
+"""SQL-level checks and statement splitting with PostgreSQL's own parser (pglast).
+
+Imported only when a revision is about to run or when `check` lints a
+directory, never on the no-op startup path: pglast costs import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pglast
+from pglast import ast
+from pglast.enums import ObjectType
+
+from .errors import RevisionFileError
+from .revisions import Revision, SqlFile
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of a non-transactional file, with where it starts."""
+
+    index: int  # 1-based
+    line: int
+    sql: str
+
+
+def _line_of(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def _parse(sql_file: SqlFile) -> tuple[ast.RawStmt, ...]:
+    try:
+        return pglast.parse_sql(sql_file.text)
+    except pglast.parser.ParseError as exc:
+        message, offset = exc.args[0], exc.args[1] if len(exc.args) > 1 else 0
+        line = _line_of(sql_file.text, offset)
+        column = offset - (sql_file.text.rfind("\n", 0, offset) + 1) + 1
+        raise RevisionFileError(
+            f"SQL syntax error at column {column}: {message}.", path=sql_file.path, line=line
+        ) from None
+
+
+def check_file(sql_file: SqlFile, *, is_down: bool) -> tuple[ast.RawStmt, ...]:
+    """Reject what would break atomicity or our promises, naming file and line."""
+    statements = _parse(sql_file)
+    for raw in statements:
+        node = raw.stmt
+        line = _line_of(sql_file.text, raw.stmt_location or 0)
+        if isinstance(node, ast.TransactionStmt):
+            mode = "transactional" if sql_file.transactional else "non-transactional"
+            raise RevisionFileError(
+                f"transaction control ({_keyword(sql_file.text, raw)}) is not allowed in a {mode} "
+                "file: z4j-migrate owns the transaction so that the revision and its bookkeeping "
+                "commit together. Remove it; use '-- transactional: false' for statements that "
+                "cannot run in a transaction.",
+                path=sql_file.path,
+                line=line,
+            )
+        if is_down and isinstance(node, ast.DropStmt) and node.removeType == ObjectType.OBJECT_EXTENSION:
+            raise RevisionFileError(
+                "DROP EXTENSION is not allowed in a down file: extensions are shared with other "
+                "applications and are never dropped by z4j-migrate.",
+                path=sql_file.path,
+                line=line,
+            )
+    return statements
+
+
+def _keyword(text: str, raw: ast.RawStmt) -> str:
+    start = raw.stmt_location or 0
+    snippet = text[start : start + (raw.stmt_len or 12)].strip().split()
+    return " ".join(snippet[:2]).upper() or "BEGIN"
+
+
+def check_revision(revision: Revision) -> None:
+    """Full SQL check of both sides of a revision."""
+    if revision.up.has_sql and not check_file(revision.up, is_down=False):
+        raise RevisionFileError("has no SQL statements.", path=revision.up.path)
+    if revision.irreversible is None:
+        if not check_file(revision.down, is_down=True):
+            raise RevisionFileError(
+                "has no SQL statements; write the undo, or declare '-- irreversible: <message>'.",
+                path=revision.down.path,
+            )
+    elif revision.down.has_sql and check_file(revision.down, is_down=True):
+        raise RevisionFileError("an irreversible down must not contain statements.", path=revision.down.path)
+
+
+def split_statements(sql_file: SqlFile) -> list[Statement]:
+    """Split a non-transactional file into statements, each run on its own in autocommit."""
+    text = sql_file.text
+    out = []
+    for index, raw in enumerate(_parse(sql_file), start=1):
+        start = raw.stmt_location or 0
+        end = start + raw.stmt_len if raw.stmt_len else len(text)
+        chunk = text[start:end].strip()
+        # pglast's locations count characters of the str we gave it.
+        out.append(
+            Statement(index, _line_of(text, start + (len(text[start:end]) - len(text[start:end].lstrip()))), chunk)
+        )
+    return out
+
+
+def referenced_tables(sql_file: SqlFile) -> list[str]:
+    """Relation names a file touches; used to say which lock a revision waited for."""
+    names: set[str] = set()
+    try:
+        statements = pglast.parse_sql(sql_file.text)
+    except pglast.parser.ParseError:
+        return []
+
+    class Collector(pglast.visitors.Visitor):
+        def visit_RangeVar(self, ancestors: object, node: ast.RangeVar) -> None:  # noqa: N802
+            names.add(node.relname if not node.schemaname else f"{node.schemaname}.{node.relname}")
+
+    collector = Collector()
+    for raw in statements:
+        collector(raw)
+    return sorted(names)
