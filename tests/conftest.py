@@ -72,6 +72,7 @@ def pg_server() -> Iterator[PgServer]:
                 "log_statement": "all",
                 "log_line_prefix": "%m [%p] app=%a ",
                 "max_connections": "200",
+                "synchronous_commit": "on",  # crash tests need committed = durable
             },
         )
         cluster.start()

@@ -14,24 +14,36 @@ REPO = Path(__file__).resolve().parent.parent
 
 def write_pair(folder: Path, rev_id: str, up: str, down: str, *, message: str | None = None) -> None:
     """Write NNNN_slug.up.sql/.down.sql; a `-- message:` header is added unless `up` has one."""
-    header = "" if up.lstrip().startswith("--") and "message:" in up.split("\n", 1)[0] else f"-- message: {message or rev_id}\n"
+    header = (
+        ""
+        if up.lstrip().startswith("--") and "message:" in up.split("\n", 1)[0]
+        else f"-- message: {message or rev_id}\n"
+    )
     (folder / f"{rev_id}.up.sql").write_text(header + up, encoding="utf-8")
     (folder / f"{rev_id}.down.sql").write_text(down, encoding="utf-8")
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run `z4j-migrate` as a deploy script would: a separate process."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("Z4J_")}
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "z4j_migrate", *args],
-        capture_output=True, text=True, env=full_env, timeout=timeout, input=input, cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        input=input,
+        cwd=REPO,
     )
 
 
 def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
     with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute(sql, params).fetchall()
+        cur = conn.execute(sql, params)
+        return cur.fetchall() if cur.description else []
 
 
 def scalar(url: str, sql: str, params: tuple = ()) -> object:
@@ -49,7 +61,14 @@ def applied_ids(url: str) -> list[str]:
     return [r[0] for r in query(url, "SELECT migration_id FROM public._yoyo_migration ORDER BY migration_id")]
 
 
-BOOKKEEPING = {"_yoyo_migration", "_yoyo_log", "_yoyo_version", "_z4j_migrate_revision", "_z4j_migrate_progress", "yoyo_lock"}
+BOOKKEEPING = {
+    "_yoyo_migration",
+    "_yoyo_log",
+    "_yoyo_version",
+    "_z4j_migrate_revision",
+    "_z4j_migrate_progress",
+    "yoyo_lock",
+}
 
 
 def state_fingerprint(url: str) -> dict[str, object]:
@@ -64,6 +83,7 @@ def state_fingerprint(url: str) -> dict[str, object]:
                 book[table] = sorted(map(repr, conn.execute(f"SELECT * FROM public.{table}").fetchall()))
         book["_yoyo_log_count"] = (
             conn.execute("SELECT count(*) FROM public._yoyo_log").fetchone()[0]
-            if conn.execute("SELECT to_regclass('public._yoyo_log')").fetchone()[0] else 0
+            if conn.execute("SELECT to_regclass('public._yoyo_log')").fetchone()[0]
+            else 0
         )
     return {"catalog": snap, "bookkeeping": book}

@@ -90,7 +90,7 @@ def plan_upgrade(revisions: tuple[Revision, ...], state: DbState, target: str | 
     if not pending:
         return []
     highest_applied = max((_version_key(i)[0] for i in state.applied), default=-1)
-    out_of_order = [r.id for r in pending if r.version < highest_applied]
+    out_of_order = [r.id for r in pending if r.version <= highest_applied]
     if out_of_order:
         newest = max(state.applied, key=_version_key)
         raise DriftError(

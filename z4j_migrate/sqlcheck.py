@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pglast
-from pglast import ast
+from pglast import ast, visitors
 from pglast.enums import ObjectType
 
 from .errors import RevisionFileError
@@ -110,7 +110,7 @@ def referenced_tables(sql_file: SqlFile) -> list[str]:
     except pglast.parser.ParseError:
         return []
 
-    class Collector(pglast.visitors.Visitor):
+    class Collector(visitors.Visitor):
         def visit_RangeVar(self, ancestors: object, node: ast.RangeVar) -> None:  # noqa: N802
             names.add(node.relname if not node.schemaname else f"{node.schemaname}.{node.relname}")
 

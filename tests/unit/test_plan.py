@@ -12,7 +12,9 @@ from z4j_migrate.revisions import parse_pair
 
 def rev(n: int, slug: str = "r", down: str = "SELECT 1;"):
     rid = f"{n:04d}_{slug}"
-    return parse_pair(n, rid, f"{rid}.up.sql", f"-- message: {rid}\nSELECT {n};".encode(), f"{rid}.down.sql", down.encode())
+    return parse_pair(
+        n, rid, f"{rid}.up.sql", f"-- message: {rid}\nSELECT {n};".encode(), f"{rid}.down.sql", down.encode()
+    )
 
 
 def state(*revs, unknown=(), edited=()):

@@ -46,7 +46,9 @@ def test_down_follows_up_mode_unless_it_says_otherwise():
 
 
 def test_preflights_are_repeatable_and_keep_their_line():
-    rev = pair("-- message: m\nSELECT 1;", "-- preflight: SELECT true\n-- preflight: SELECT NOT EXISTS (SELECT 1)\nSELECT 1;")
+    rev = pair(
+        "-- message: m\nSELECT 1;", "-- preflight: SELECT true\n-- preflight: SELECT NOT EXISTS (SELECT 1)\nSELECT 1;"
+    )
     assert [(p.sql, p.line) for p in rev.preflights] == [("SELECT true", 1), ("SELECT NOT EXISTS (SELECT 1)", 2)]
 
 
