@@ -255,6 +255,23 @@ def build_cli() -> Any:
             check_revision(revision)
         print(f"ok: {len(revset.revisions)} revision(s) in {revset.directory}")
 
+    @cli.command("schema")
+    @common
+    @click.option("--json", "as_json", is_flag=True, help="JSON instead of Markdown.")
+    @click.pass_context
+    def schema_cmd(ctx: click.Context, as_json: bool = False, **kw: Any) -> None:
+        """Print the live schema (tables, constraints, indexes, enums, functions, triggers, partitions)."""
+        from .catalog import render_json, render_markdown, snapshot
+        from .db import connect
+
+        s = settings(ctx, **kw)
+        with connect(s) as conn:
+            # Fixed settings so the reference text does not depend on who runs it.
+            conn.execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET search_path = public")
+            snap = snapshot(conn)
+        print(render_json(snap) if as_json else render_markdown(snap, title="z4j schema reference"), end="")
+
+    # -- commands added by other modules go above this line --
     return cli
 
 
