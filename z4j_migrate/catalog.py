@@ -1005,3 +1005,14 @@ def render_markdown(
     while out and out[-1] == "":
         out.pop()
     return "\n".join(out) + "\n"
+
+
+def schema_reference(conn: psycopg.Connection, *, as_json: bool = False) -> str:
+    """The reference text of `z4j-migrate schema` and docs/schema.md.
+
+    Session settings are pinned first so the text does not depend on who runs it
+    (time zone in partition bounds, search_path in type names).
+    """
+    conn.execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET search_path = public")
+    snap = snapshot(conn)
+    return render_json(snap) if as_json else render_markdown(snap, title="z4j schema reference")

@@ -261,15 +261,11 @@ def build_cli() -> Any:
     @click.pass_context
     def schema_cmd(ctx: click.Context, as_json: bool = False, **kw: Any) -> None:
         """Print the live schema (tables, constraints, indexes, enums, functions, triggers, partitions)."""
-        from .catalog import render_json, render_markdown, snapshot
+        from .catalog import schema_reference
         from .db import connect
 
-        s = settings(ctx, **kw)
-        with connect(s) as conn:
-            # Fixed settings so the reference text does not depend on who runs it.
-            conn.execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET search_path = public")
-            snap = snapshot(conn)
-        print(render_json(snap) if as_json else render_markdown(snap, title="z4j schema reference"), end="")
+        with connect(settings(ctx, **kw)) as conn:
+            print(schema_reference(conn, as_json=as_json), end="")
 
     # -- commands added by other modules go above this line --
     return cli

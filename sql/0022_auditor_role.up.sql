@@ -1,0 +1,3 @@
+-- message: Add the 'auditor' label to enum project_role (read-only audit access)
+
+ALTER TYPE project_role ADD VALUE IF NOT EXISTS 'auditor';
