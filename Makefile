@@ -9,7 +9,7 @@ CLI := $(VENV)/bin/z4j-migrate
 DEMO_DIR ?= /tmp/z4j-migrate-demo-$(shell id -u)
 PG_BINDIR ?=
 
-.PHONY: help install install-pg15 fetch-pg18 db db-stop demo migrate status downgrade new check schema test test-fast lint bench clean
+.PHONY: help install install-pg15 fetch-pg18 db db-stop demo migrate status downgrade new check schema schema-doc test test-fast lint bench clean
 
 help:
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -61,6 +61,9 @@ check: install ## validate the bundled revisions offline
 
 schema: install ## print the live schema reference at head (Markdown)
 	@Z4J_DATABASE_URL=$(DB_URL) $(CLI) schema
+
+schema-doc: install ## regenerate the reference part of docs/schema.md from a database at head
+	Z4J_UPDATE_SCHEMA_DOC=1 $(PY) -m pytest -q tests/integration/test_migration_pg.py -k committed_schema_reference
 
 test: install ## the whole suite against a real PostgreSQL (Z4J_PG_BINDIR picks the version)
 	$(PY) -m pytest -q

@@ -42,7 +42,7 @@ def run_cli(
 
 def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
     with psycopg.connect(url, autocommit=True) as conn:
-        cur = conn.execute(sql, params)
+        cur = conn.execute(sql, params or None)
         return cur.fetchall() if cur.description else []
 
 

@@ -1014,5 +1014,47 @@ def schema_reference(conn: psycopg.Connection, *, as_json: bool = False) -> str:
     (time zone in partition bounds, search_path in type names).
     """
     conn.execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET search_path = public")
-    snap = snapshot(conn)
+    snap = collapse_daily_partitions(snapshot(conn))
     return render_json(snap) if as_json else render_markdown(snap, title="z4j schema reference")
+
+
+_DAILY = re.compile(r"^(?P<parent>.+)_\d{4}_\d{2}_\d{2}$")
+
+
+def collapse_daily_partitions(snap: Snapshot) -> Snapshot:
+    """Fold date-named daily partitions into one line per parent.
+
+    Their names and bounds change with the calendar, so a reference that lists
+    them would differ from one day to the next; their shape does not.
+    """
+    daily: dict[str, str] = {}
+    for desc in snap.get("partition", {}).values():
+        match = _DAILY.match(desc["child"])
+        if match and match["parent"] == desc["parent"]:
+            daily[desc["child"]] = desc["parent"]
+    if not daily:
+        return snap
+
+    def belongs(key: str) -> bool:
+        for child in daily:
+            if (
+                key == child
+                or key.startswith(f"{child}.")
+                or key.endswith(f" on {child}")
+                or key.startswith(f"{child} of ")
+            ):
+                return True
+        return False
+
+    out: Snapshot = {kind: {k: v for k, v in objects.items() if not belongs(k)} for kind, objects in snap.items()}
+    counts: dict[str, int] = {}
+    for parent in daily.values():
+        counts[parent] = counts.get(parent, 0) + 1
+    for parent, count in counts.items():
+        child = f"{parent}_YYYY_MM_DD"
+        out.setdefault("partition", {})[f"{child} of {parent}"] = {
+            "child": child,
+            "parent": parent,
+            "bound": f"FOR VALUES FROM ('<day>') TO ('<day + 1>'): {count} daily partitions at creation",
+        }
+    return out
