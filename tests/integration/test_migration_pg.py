@@ -29,7 +29,8 @@ INSERT INTO users (id, email, password_hash) VALUES ('00000000-0000-0000-0000-00
 INSERT INTO memberships (user_id, project_id, role)
     VALUES ('00000000-0000-0000-0000-0000000000b1', '00000000-0000-0000-0000-0000000000a1', 'admin');
 INSERT INTO agents (id, project_id, name, token_hash, protocol_version, framework_adapter)
-    VALUES ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000a1', 'agent-1', 'h', '1', 'django');
+    VALUES ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000a1',
+            'agent-1', 'h', '1', 'django');
 INSERT INTO tasks (project_id, engine, task_id, name)
     VALUES ('00000000-0000-0000-0000-0000000000a1', 'celery', 't-1', 'app.tasks.send');
 INSERT INTO events (project_id, agent_id, engine, kind, occurred_at) VALUES
