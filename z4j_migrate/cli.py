@@ -19,8 +19,18 @@ from . import api
 from .errors import ConfigError, Z4jMigrateError, redact
 from .logs import log
 
+_quiet = False
+
+
+def _say(text: str) -> None:
+    """Progress lines for a person; -q silences them (errors and warnings still go to stderr)."""
+    if not _quiet:
+        print(text)
+
 
 def _setup_logging(verbosity: int) -> None:
+    global _quiet
+    _quiet = verbosity < 0
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -35,9 +45,9 @@ def _print_upgrade(result: api.UpgradeResult) -> None:
         print("Z4J_AUTO_MIGRATE=false: nothing done.")
         return
     for run in result.applied:
-        print(f"applied {run.id} ({run.duration_ms:.0f} ms)")
+        _say(f"applied {run.id} ({run.duration_ms:.0f} ms)")
     if not result.applied:
-        print("nothing to do: the database is up to date.")
+        _say("nothing to do: the database is up to date.")
     if result.unknown:
         print(
             f"warning: the database has revisions this code does not know: {', '.join(result.unknown)}", file=sys.stderr
@@ -215,9 +225,9 @@ def build_cli() -> Any:
             print(render_downgrade(s, list(result.planned)), end="")
             return
         for run in result.rolled_back:
-            print(f"rolled back {run.id} ({run.duration_ms:.0f} ms)")
+            _say(f"rolled back {run.id} ({run.duration_ms:.0f} ms)")
         if not result.rolled_back:
-            print("nothing to do.")
+            _say("nothing to do.")
 
     @cli.command("status")
     @common
