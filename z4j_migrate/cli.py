@@ -89,8 +89,9 @@ def _click_main(args: list[str]) -> int:
 
     verbose = "-v" in args or "--verbose" in args
     try:
-        build_cli()(args=args, prog_name="z4j-migrate", standalone_mode=False)
-        return 0
+        # Without standalone mode click returns ctx.exit()'s code instead of raising it.
+        code = build_cli()(args=args, prog_name="z4j-migrate", standalone_mode=False)
+        return code if isinstance(code, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.Abort:
@@ -232,11 +233,16 @@ def build_cli() -> Any:
     @cli.command("status")
     @common
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @click.option("--exit-code", is_flag=True, help="Exit 10 when revisions are pending, 5 on drift.")
     @click.pass_context
-    def status_cmd(ctx: click.Context, as_json: bool = False, **kw: Any) -> None:
+    def status_cmd(ctx: click.Context, as_json: bool = False, exit_code: bool = False, **kw: Any) -> None:
         """Applied, pending, edited and unknown revisions; the lock holder."""
         report = api.status(settings(ctx, **kw))
         print(render_status_json(report) if as_json else render_status(report))
+        if exit_code and not report.clean:
+            ctx.exit(5)
+        if exit_code and report.count("pending"):
+            ctx.exit(10)
 
     @cli.command("new")
     @click.argument("message")
@@ -276,6 +282,32 @@ def build_cli() -> Any:
 
         with connect(settings(ctx, **kw)) as conn:
             print(schema_reference(conn, as_json=as_json), end="")
+
+    @cli.command("accept")
+    @common
+    @click.argument("revision")
+    @click.pass_context
+    def accept_cmd(ctx: click.Context, revision: str, **kw: Any) -> None:
+        """Accept the edited files of an applied revision (records new checksums; audited)."""
+        from .repair import accept_edit
+
+        accept_edit(settings(ctx, **kw), revision)
+        _say(f"accepted the current files of {revision}")
+
+    @cli.command("resolve")
+    @common
+    @click.argument("revision")
+    @click.option("--applied", "outcome", flag_value="applied", help="You finished the remaining statements by hand.")
+    @click.option("--not-applied", "outcome", flag_value="not-applied", help="You undid the statements that ran.")
+    @click.pass_context
+    def resolve_cmd(ctx: click.Context, revision: str, outcome: str | None, **kw: Any) -> None:
+        """Close the journal of a non-transactional revision that stopped part-way."""
+        from .repair import resolve_partial
+
+        if outcome is None:
+            raise ConfigError("resolve needs --applied or --not-applied.")
+        resolve_partial(settings(ctx, **kw), revision, applied=outcome == "applied")
+        _say(f"resolved {revision} as {outcome}")
 
     # -- commands added by other modules go above this line --
     return cli

@@ -264,3 +264,51 @@ def stored_downs(conn: psycopg.Connection, schema: str, ids: list[str]) -> dict[
     """The down SQL kept in the database for revisions the code does not have."""
     rows = conn.execute(_q(schema)["stored_down"], (ids,)).fetchall()
     return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def _table(schema: str, name: str) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+
+
+def _log(cur: psycopg.Cursor, schema: str, rev_id: str, operation: str, comment: str) -> None:
+    user, host = _who()
+    cur.execute(
+        sql.SQL(
+            "INSERT INTO {} (id, migration_hash, migration_id, operation, username, hostname, comment, created_at_utc) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, pg_catalog.timezone('UTC', pg_catalog.now()))"
+        ).format(_table(schema, "_yoyo_log")),
+        (str(uuid.uuid1()), migration_hash(rev_id), rev_id, operation, user, host, comment[:255]),
+    )
+
+
+def accept_checksums(
+    cur: psycopg.Cursor,
+    schema: str,
+    *,
+    rev_id: str,
+    up_checksum: str,
+    down_checksum: str,
+    down_sql: str,
+    down_transactional: bool,
+) -> int:
+    """Record the current files of an applied revision as the accepted ones (audited in _yoyo_log)."""
+    cur.execute(
+        sql.SQL(
+            "UPDATE {} SET up_checksum = %s, down_checksum = %s, down_sql = %s, down_transactional = %s "
+            "WHERE migration_hash = %s"
+        ).format(_table(schema, "_z4j_migrate_revision")),
+        (up_checksum, down_checksum, down_sql, down_transactional, migration_hash(rev_id)),
+    )
+    changed = cur.rowcount
+    _log(cur, schema, rev_id, "mark", "z4j-migrate accept: edited files accepted")
+    return changed
+
+
+def clear_progress(cur: psycopg.Cursor, schema: str, *, rev_id: str, comment: str) -> int:
+    """Forget the journal of a stopped non-transactional revision (the operator resolved it)."""
+    cur.execute(
+        sql.SQL("DELETE FROM {} WHERE migration_id = %s").format(_table(schema, "_z4j_migrate_progress")), (rev_id,)
+    )
+    removed = cur.rowcount
+    _log(cur, schema, rev_id, "unmark", comment)
+    return removed

@@ -560,3 +560,47 @@ def test_cli_status_new_and_check(database_url, migrations):
     )
     (migrations / "0004_add_posts_title_column.down.sql").write_text("ALTER TABLE posts DROP COLUMN title;\n")
     assert run_cli("check", str(migrations)).returncode == 0
+
+
+def test_accept_an_edited_revision_is_audited(database_url, migrations):
+    fill(migrations)
+    z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations)
+    down = migrations / "0003_posts_ix.down.sql"
+    down.write_text("DROP INDEX IF EXISTS ix_posts_user;\n")
+    env = {"Z4J_DATABASE_URL": database_url, "Z4J_MIGRATIONS_DIR": str(migrations)}
+    assert run_cli("status", "--exit-code", env=env).returncode == 5
+    r = run_cli("accept", "0003_posts_ix", env=env)
+    assert r.returncode == 0, r.stderr
+    stored = scalar(database_url, "SELECT down_sql FROM _z4j_migrate_revision WHERE migration_id = '0003_posts_ix'")
+    assert stored == "DROP INDEX IF EXISTS ix_posts_user;\n"
+    assert scalar(database_url, "SELECT count(*) FROM _yoyo_log WHERE comment LIKE 'z4j-migrate accept%%'") == 1
+    assert run_cli("status", "--exit-code", env=env).returncode == 0
+    assert run_cli("accept", "0002_posts", env=env).returncode == 2  # nothing to accept
+
+
+def test_status_exit_code_reports_pending(database_url, migrations):
+    fill(migrations)
+    env = {"Z4J_DATABASE_URL": database_url, "Z4J_MIGRATIONS_DIR": str(migrations)}
+    assert run_cli("status", "--exit-code", env=env).returncode == 10
+    z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations)
+    assert run_cli("status", "--exit-code", env=env).returncode == 0
+
+
+def test_resolve_a_stopped_non_transactional_revision(database_url, migrations):
+    fill(migrations, THREE[:1])
+    write_pair(
+        migrations,
+        "0002_two_steps",
+        "-- message: two steps\n-- transactional: false\nCREATE TABLE a (id int);\nCREATE TABLE b (id nosuchtype);\n",
+        "DROP TABLE IF EXISTS b;\nDROP TABLE IF EXISTS a;\n",
+    )
+    with pytest.raises(z4j_migrate.IncompleteRevision, match="statement 2 of 2"):
+        z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations)
+    env = {"Z4J_DATABASE_URL": database_url, "Z4J_MIGRATIONS_DIR": str(migrations)}
+    r = run_cli("upgrade", env=env)
+    assert r.returncode == 8 and "0002_two_steps.up.sql:4" in r.stderr
+    query(database_url, "CREATE TABLE b (id int)")  # the operator finishes it by hand
+    assert run_cli("resolve", "0002_two_steps", "--applied", env=env).returncode == 0
+    assert applied_ids(database_url) == ["0001_users", "0002_two_steps"]
+    assert scalar(database_url, "SELECT count(*) FROM _z4j_migrate_progress") == 0
+    assert run_cli("resolve", "0002_two_steps", "--applied", env=env).returncode == 2

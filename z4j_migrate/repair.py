@@ -1,0 +1,94 @@
+"""Operator repairs, each recorded in _yoyo_log with who and when.
+
+`accept`: an applied revision's file was edited on purpose (a comment, a
+fixed typo in a down) and the operator vouches for it. `resolve`: a
+non-transactional revision stopped part-way and the operator finished or
+undid it by hand.
+"""
+
+from __future__ import annotations
+
+from . import record
+from .config import Settings
+from .db import connect
+from .errors import ConfigError
+from .lock import advisory_lock, lock_key
+from .plan import find_drift
+from .revisions import discover
+
+
+def accept_edit(settings: Settings, rev_id: str) -> None:
+    """Store the current checksums (and down SQL) of an edited, applied revision."""
+    revset = discover(settings.migrations_dir)
+    revision = revset.by_id().get(rev_id)
+    if revision is None:
+        raise ConfigError(f"accept: {rev_id} is not a revision in {revset.directory}.")
+    with connect(settings) as conn, advisory_lock(conn, lock_key(settings.schema), settings.lock_wait):
+        state = record.read_state(conn, settings.schema, ())
+        drift = find_drift(revset.revisions, state)
+        if rev_id not in drift.edited and rev_id not in drift.unverified:
+            raise ConfigError(f"accept: {rev_id} is not an applied revision whose files changed; nothing to accept.")
+        from .sqlcheck import check_revision
+
+        check_revision(revision)
+        with conn.transaction():
+            cur = conn.cursor()
+            if rev_id in drift.unverified:  # applied by stock yoyo: adopt it with today's files
+                record.record_applied(
+                    cur,
+                    settings.schema,
+                    rev_id=rev_id,
+                    version=revision.version,
+                    message=revision.message,
+                    up_checksum=revision.up.checksum,
+                    down_checksum=revision.down.checksum,
+                    down_sql=revision.down.text,
+                    down_transactional=revision.down.transactional,
+                    duration_ms=0.0,
+                )
+            record.accept_checksums(
+                cur,
+                settings.schema,
+                rev_id=rev_id,
+                up_checksum=revision.up.checksum,
+                down_checksum=revision.down.checksum,
+                down_sql=revision.down.text,
+                down_transactional=revision.down.transactional,
+            )
+
+
+def resolve_partial(settings: Settings, rev_id: str, *, applied: bool) -> None:
+    """Close the journal of a stopped non-transactional revision, as applied or as never applied."""
+    revset = discover(settings.migrations_dir)
+    with connect(settings) as conn, advisory_lock(conn, lock_key(settings.schema), settings.lock_wait):
+        state = record.read_state(conn, settings.schema, ())
+        progress = state.in_progress.get(rev_id)
+        if progress is None:
+            raise ConfigError(
+                f"resolve: {rev_id} has not stopped part-way; nothing to resolve (see z4j-migrate status)."
+            )
+        revision = revset.by_id().get(rev_id)
+        with conn.transaction():
+            cur = conn.cursor()
+            finished = applied if progress.direction == "apply" else not applied
+            if progress.direction == "apply" and applied:
+                if revision is None:
+                    raise ConfigError(f"resolve: {rev_id} is not in {revset.directory}; cannot record it as applied.")
+                record.record_applied(
+                    cur,
+                    settings.schema,
+                    rev_id=rev_id,
+                    version=revision.version,
+                    message=revision.message,
+                    up_checksum=revision.up.checksum,
+                    down_checksum=revision.down.checksum,
+                    down_sql=revision.down.text,
+                    down_transactional=revision.down.transactional,
+                    duration_ms=0.0,
+                )
+            elif progress.direction == "rollback" and not applied:
+                record.record_rolled_back(cur, settings.schema, rev_id=rev_id)
+            what = "finished by hand" if finished else "undone by hand"
+            record.clear_progress(
+                cur, settings.schema, rev_id=rev_id, comment=f"z4j-migrate resolve: {progress.direction} {what}"
+            )
