@@ -1,4 +1,5 @@
 -- message: Consolidated 1.7 delta: automation rules and outbox, kill switch, drop alert_events, partition schedule_fires by day, task fingerprint, misfire and agent-offline alert markers, drop projects.retention_days
+-- destructive: alert_events and projects.retention_days were retired in 1.7 (their down recreates the shapes, the rows are not kept); schedule_fires_legacy is the temporary copy made while partitioning, its rows move into the partitioned table
 
 -- Steps follow the original order; 0005's down undoes them in exact reverse.
 

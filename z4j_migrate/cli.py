@@ -258,11 +258,14 @@ def build_cli() -> Any:
 
     @cli.command("check")
     @click.argument("directory", required=False, type=click.Path(file_okay=False))
-    def check_cmd(directory: str | None) -> None:
-        """Validate a revision directory offline (no database)."""
+    @click.option("--no-lint", is_flag=True, help="Skip squawk (destructive statements are still checked).")
+    def check_cmd(directory: str | None, no_lint: bool = False) -> None:
+        """Validate a revision directory offline (no database), then lint it (docs/verify.md)."""
         import os
 
         from .config import BUNDLED_DIR, ENV_MIGRATIONS_DIR
+        from .errors import RevisionFileError
+        from .lint import lint, render
         from .revisions import discover
         from .sqlcheck import check_revision
 
@@ -270,6 +273,15 @@ def build_cli() -> Any:
         for revision in revset.revisions:
             check_revision(revision)
         print(f"ok: {len(revset.revisions)} revision(s) in {revset.directory}")
+        report = lint(revset, squawk=not no_lint)
+        print(render(report), end="")
+        if report.errors:
+            first = report.errors[0]
+            raise RevisionFileError(
+                f"lint found {len(report.errors)} error(s), listed above; the first is {first.rule}.",
+                path=first.path,
+                line=first.line,
+            )
 
     @cli.command("schema")
     @common
@@ -308,6 +320,30 @@ def build_cli() -> Any:
             raise ConfigError("resolve needs --applied or --not-applied.")
         resolve_partial(settings(ctx, **kw), revision, applied=outcome == "applied")
         _say(f"resolved {revision} as {outcome}")
+
+    @cli.command("verify")
+    @common
+    @click.option("--seed", type=click.Path(dir_okay=False), help="SQL run at head before the round trip to base.")
+    @click.option("--smoke", type=click.Path(dir_okay=False), help="SQL run at head after the round trip.")
+    @click.option(
+        "--no-scratch", is_flag=True, help="Verify in the --database-url database itself (must be empty; left at head)."
+    )
+    @click.option("--keep", is_flag=True, help="Do not drop the scratch database (its URL is printed).")
+    @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+    @click.pass_context
+    def verify_cmd(
+        ctx: click.Context, seed: str | None, smoke: str | None, no_scratch: bool, keep: bool, as_json: bool, **kw: Any
+    ) -> None:
+        """Prove that every down undoes its up, on a scratch database (exit 9 if not; docs/verify.md)."""
+        from .verify import render_text, verify
+
+        s = settings(ctx, **kw)
+        if not (ctx.obj or {}).get("verbose") and not kw.get("verbose"):
+            log.setLevel(logging.WARNING)  # the engine's "applied ..." lines would drown the report
+        say = (lambda _text: None) if as_json else (lambda text: print(text, flush=True))
+        report = verify(s, seed=seed, smoke=smoke, scratch=not no_scratch, keep=keep, on_progress=say)
+        print(report.to_json() if as_json else render_text(report), end="\n" if as_json else "")
+        report.raise_for_problems()
 
     # -- commands added by other modules go above this line --
     return cli

@@ -39,6 +39,10 @@ def render_upgrade(settings: Settings, planned: Iterable[Revision]) -> str:
     from .revisions import discover
 
     lines = _lock(settings)
+    lines.append(
+        f"-- first run only: CREATE TABLE IF NOT EXISTS {settings.schema}._yoyo_migration, _yoyo_log, _yoyo_version, "
+        "_z4j_migrate_revision, _z4j_migrate_progress (one transaction)"
+    )
     for ext in discover(settings.migrations_dir).extensions:
         lines.append(f"CREATE EXTENSION IF NOT EXISTS {ext};  -- only if not installed")
     for rev in planned:

@@ -126,7 +126,7 @@ def test_extensions_come_from_the_directory_config(tmp_path):
     write(tmp_path, "z4j-migrate.toml", 'extensions = ["pgcrypto", "citext"]\n')
     assert discover(tmp_path).extensions == ("pgcrypto", "citext")
     write(tmp_path, "z4j-migrate.toml", 'extensions = ["x; DROP TABLE y"]\n')
-    with pytest.raises(ConfigError, match="not a plain identifier"):
+    with pytest.raises(RevisionFileError, match="is not an extension name"):
         discover(tmp_path)
 
 
