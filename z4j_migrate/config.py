@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError, redact, register_secret
+from .errors import ConfigError, redact, register_secret, register_secrets_in
 
 ENV_DATABASE_URL = "Z4J_DATABASE_URL"
 ENV_AUTO_MIGRATE = "Z4J_AUTO_MIGRATE"
@@ -47,6 +47,7 @@ def parse_database_url(value: str | None, *, source: str = ENV_DATABASE_URL) -> 
             "postgresql://user@localhost:5432/app."
         )
     value = value.strip()
+    register_secrets_in(value)
     match = _SCHEME.match(value)
     if match:
         scheme = match.group(1).lower()
@@ -65,7 +66,8 @@ def parse_database_url(value: str | None, *, source: str = ENV_DATABASE_URL) -> 
     try:
         params = {k: str(v) for k, v in conninfo_to_dict(conninfo).items()}
     except Exception as exc:  # psycopg.ProgrammingError: libpq could not parse it
-        raise ConfigError(f"{source}: the database URL cannot be parsed ({redact(str(exc))}).") from None
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"{source}: the database URL cannot be parsed ({redact(reason)}).") from None
     register_secret(params.get("password"))
     port = params.get("port")
     if port is not None and not (port.isdigit() and 0 < int(port) < 65536):

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
 from .config import Settings
-from .errors import ConnectionFailed, Z4jMigrateError
+from .errors import ConnectionFailed, PrivilegeError, Z4jMigrateError
 from .logs import log  # noqa: E402
 
 # libpq messages that no amount of waiting will fix.
@@ -56,7 +59,8 @@ def connect(settings: Settings) -> psycopg.Connection:
         except psycopg.OperationalError as exc:
             reason = _reason(exc)
             fatal = any(marker in reason.lower() for marker in _FATAL_MARKERS)
-            if fatal or time.monotonic() + delay > deadline:
+            remaining = deadline - time.monotonic()
+            if fatal or remaining <= 0:
                 waited = (
                     f" after retrying for {settings.connect_wait:g}s" if settings.connect_wait and not fatal else ""
                 )
@@ -65,12 +69,44 @@ def connect(settings: Settings) -> psycopg.Connection:
                     if fatal
                     else " Is the server running and reachable? Use --wait SECONDS to wait for it to start."
                 )
+                stop = "" if reason.endswith((".", "?", "!")) else "."
                 raise ConnectionFailed(
-                    f"cannot connect to {settings.database.display}{waited}: {reason}.{hint}"
+                    f"cannot connect to {settings.database.display}{waited}: {reason}{stop}{hint}"
                 ) from None
-            log.info("database not reachable yet (%s); retrying in %.1fs", reason, delay)
-            time.sleep(delay * random.uniform(0.8, 1.2))
+            pause = min(delay * random.uniform(0.8, 1.2), remaining)  # the last try lands on the deadline
+            log.info("database not reachable yet (%s); retrying in %.1fs", reason, pause)
+            time.sleep(pause)
             delay = min(delay * 2, 2.0)
+
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """The session is gone (terminated, server crashed or restarted, network), not an SQL error."""
+    if isinstance(exc, (pgerrors.AdminShutdown, pgerrors.CrashShutdown, pgerrors.CannotConnectNow)):
+        return True
+    return isinstance(exc, psycopg.OperationalError) and (exc.sqlstate is None or exc.sqlstate.startswith("08"))
+
+
+def typed_connection_loss(fn: F) -> F:
+    """Turn a lost session anywhere in a command (reading the history, polling the lock, bookkeeping)
+    into ConnectionFailed, so callers and the CLI see exit 7 and one clear message, never a raw
+    psycopg error."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            return fn(*args, **kwargs)
+        except psycopg.Error as exc:
+            if not connection_lost(exc):
+                raise
+            raise ConnectionFailed(
+                f"lost the database connection ({_reason(exc)}). A transactional revision in flight was rolled "
+                "back by the server; z4j-migrate status shows where things stand. Run z4j-migrate again."
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 class ExtensionError(Z4jMigrateError):
@@ -86,8 +122,8 @@ def ensure_extensions(conn: psycopg.Connection, wanted: tuple[str, ...], install
         try:
             conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(name)))
         except pgerrors.InsufficientPrivilege:
-            raise ExtensionError(
-                f"extension {name} is not installed and this role may not create it: CREATE EXTENSION "
+            raise PrivilegeError(
+                f"extension {name} is not installed and role {conn.info.user} may not create it: CREATE EXTENSION "
                 f"{name} needs a superuser (or, for a trusted extension, CREATE privilege on the "
                 f"database). Ask a DBA to run: CREATE EXTENSION IF NOT EXISTS {name}; then retry."
             ) from None

@@ -11,6 +11,7 @@
      +-- DriftError                      (5)  database and code disagree (edited, out of order)
      +-- LockTimeout                     (6)  could not get the migration lock or a table lock
      +-- ConnectionFailed                (7)  could not reach / log in to the database
+     +-- PrivilegeError                  (7)  logged in, but the role lacks a privilege we need
      +-- IncompleteRevision              (8)  a non-transactional revision stopped part-way
      +-- VerificationFailed              (9)  `verify`: a down does not undo its up
 
@@ -33,6 +34,24 @@ def register_secret(secret: str | None) -> None:
     """Remember a password so that no message we build can ever contain it."""
     if secret:
         _SECRETS.add(secret)
+
+
+def register_secrets_in(value: str) -> None:
+    """Remember the password of a URL or key=value string *before* parsing it.
+
+    libpq's parse errors quote the offending token ("invalid percent-encoded
+    token", "unexpected spaces found in"), which may be the raw password.
+    """
+    url = re.match(r"^[a-z][a-z0-9+.-]*://(?P<auth>[^/?#]*)@", value, re.I)
+    if url and ":" in url["auth"]:
+        raw = url["auth"].split(":", 1)[1]
+        register_secret(raw)
+        from urllib.parse import unquote
+
+        register_secret(unquote(raw))
+    for match in _KV_PASSWORD.finditer(value):
+        register_secret(match["pw"])
+        register_secret(match["pw"].strip("'"))
 
 
 def redact(text: str) -> str:
@@ -114,6 +133,12 @@ class ConnectionFailed(Z4jMigrateError):
     exit_code = 7
 
 
+class PrivilegeError(Z4jMigrateError):
+    """The role may log in but lacks a privilege z4j-migrate itself needs (bookkeeping, extensions)."""
+
+    exit_code = 7
+
+
 class IncompleteRevision(Z4jMigrateError):
     exit_code = 8
 
@@ -134,7 +159,8 @@ EXIT_CODES: dict[int, str] = {
     4: "refused before anything ran (irreversible revision, preflight false, answer 'no')",
     5: "drift: an applied revision was edited, or the plan would apply out of order",
     6: "lock timeout (migration lock held by another process, or a table lock)",
-    7: "cannot connect to the database (unreachable, authentication, unknown database)",
+    7: "cannot connect to the database (unreachable, authentication, unknown database), or the role lacks "
+    "a privilege z4j-migrate needs (its bookkeeping tables, a missing extension)",
     8: "a non-transactional revision stopped part-way and needs attention",
     9: "verify found a down that does not undo its up",
 }
