@@ -75,8 +75,14 @@ lint: install ## ruff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: install ## benchmark against yoyo, Alembic, dbmate and psql; writes docs/performance.md
-	$(PY) bench/run.py
+# The peers come from PyPI (the `bench` extra) and npm (dbmate, into git-ignored bench/out/npm).
+# BENCH_ARGS="--quick" for a 2-minute check; "--sizes 10,100" or "--skip dbmate" also work.
+BENCH_ARGS ?=
+bench: install ## benchmark against yoyo, Alembic, dbmate and psql (~8 min); writes docs/performance.md
+	$(PY) -m pip install -q -e '.[bench]'
+	@ls bench/out/npm/node_modules/@dbmate/*/bin/dbmate >/dev/null 2>&1 || \
+		npm install --prefix bench/out/npm --no-audit --no-fund --silent dbmate@2.36.0
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache build dist *.egg-info

@@ -30,11 +30,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import tomllib
 
 from .errors import ConfigError
 from .revisions import Revision, RevisionSet, SqlFile

@@ -284,11 +284,11 @@ def _list_dir(directory: Path) -> Iterable[str]:
         raise ConfigError(f"migrations directory {directory} cannot be read (permission denied).") from None
 
 
-def _read(path: str) -> bytes:
-    """A file's bytes with the fewest system calls (open, read, the read that meets EOF, close):
+def _read(name: str, dir_fd: int, path: str) -> bytes:
+    """A file's bytes with the fewest system calls (openat, read, the read that meets EOF, close):
     this runs for every revision file on every start, where pathlib and io cost more than reading."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
         try:
             data = os.read(fd, 65536)
             chunk = os.read(fd, 65536) if data else b""
@@ -332,15 +332,21 @@ def discover(directory: str | os.PathLike[str]) -> RevisionSet:
     revisions = []
     base = str(directory)
     prefix = "" if base == "." else base if base.endswith("/") else base + "/"
-    for rev_id, sides in pairs.items():
-        for kind, missing in (("up", "down"), ("down", "up")):
-            if kind in sides and missing not in sides:
-                raise RevisionFileError(
-                    f"has no matching {rev_id}.{missing}.sql; every revision is a pair.",
-                    path=str(directory / sides[kind]),
-                )
-        up_path, down_path = prefix + sides["up"], prefix + sides["down"]  # == str(directory / name)
-        up_raw, down_raw = _read(up_path), _read(down_path)
-        revisions.append(parse_pair(int(rev_id.split("_", 1)[0]), rev_id, up_path, up_raw, down_path, down_raw))
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if pairs else -1
+    try:
+        for rev_id, sides in pairs.items():
+            for kind, missing in (("up", "down"), ("down", "up")):
+                if kind in sides and missing not in sides:
+                    raise RevisionFileError(
+                        f"has no matching {rev_id}.{missing}.sql; every revision is a pair.",
+                        path=str(directory / sides[kind]),
+                    )
+            up, down = sides["up"], sides["down"]
+            up_path, down_path = prefix + up, prefix + down  # == str(directory / name)
+            up_raw, down_raw = _read(up, dir_fd, up_path), _read(down, dir_fd, down_path)
+            revisions.append(parse_pair(int(rev_id.split("_", 1)[0]), rev_id, up_path, up_raw, down_path, down_raw))
+    finally:
+        if dir_fd >= 0:
+            os.close(dir_fd)
     revisions.sort(key=lambda r: r.version)
     return RevisionSet(directory, tuple(revisions), _read_config(directory))

@@ -1,31 +1,29 @@
-"""Run one revision through yoyo, with its bookkeeping in the same transaction.
+"""Run one revision through yoyo's model, with its bookkeeping in the same transaction.
 
-yoyo supplies the model (`Migration`, `MigrationStep`) and drives the
-transaction through its backend (BEGIN/COMMIT as SQL on an autocommit
-connection). We change three things, each closing a gap measured in
-shared/reference/yoyo.md:
+Every revision becomes a yoyo `Migration` of `MigrationStep`s (yoyo_bridge), run by
+yoyo's `process_steps` on yoyo's tables. We change three things about how stock yoyo
+runs a migration, each closing a gap measured in shared/reference/yoyo.md:
 
-- the backend wraps *our* single connection (no new connection per revision,
+- everything runs on *our* single connection (no new connection per revision,
   no start-up probes that write ERROR lines to the server log);
-- the bookkeeping is the revision's last step, so SQL and history rows commit
-  or vanish together (yoyo writes them afterwards, on another connection);
-- a transactional file is one step sent whole (no statement splitting), and a
-  non-transactional one is split by PostgreSQL's own parser, each statement
-  journaled, with no "compensating" rollbacks of statements paired by position.
+- the bookkeeping commits with the revision, so SQL and history rows commit or
+  vanish together (yoyo writes them afterwards, on another connection);
+- a transactional file is sent whole (no statement splitting): BEGIN, the file,
+  the bookkeeping and COMMIT travel as one query message, one round trip per
+  revision (docs/performance.md); a non-transactional one is split by
+  PostgreSQL's own parser, each statement a step, journaled, with no
+  "compensating" rollbacks of statements paired by position.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 
 import psycopg
 from psycopg import errors as pgerrors
-from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
-from yoyo.migrations import Migration, MigrationStep
 
 from . import record
 from .errors import ConnectionFailed, IncompleteRevision, LockTimeout, RevisionFailed
@@ -34,53 +32,12 @@ from .record import ProgressRow
 from .revisions import Revision, SqlFile
 
 
-class _Backend(PostgresqlPsycopgBackend):
-    """yoyo's psycopg 3 backend over a connection we own."""
-
-    _driver = psycopg
-
-    def __init__(self, conn: psycopg.Connection) -> None:  # no connect(), no init_database() probes
-        self.uri = None
-        self._connection = conn
-        self.migration_table = "_yoyo_migration"
-        self.DatabaseError = psycopg.DatabaseError
-        self.has_transactional_ddl = True
-
-    def init_connection(self, connection: psycopg.Connection) -> None:
-        """yoyo re-sends SET search_path after each rollback; we set nothing."""
-
-    @contextmanager
-    def disable_transactions(self) -> Iterator[None]:
-        """Our connection is already in autocommit; yoyo's version sends a stray ROLLBACK."""
-        yield
-
-
-class _Step(MigrationStep):
-    """A step that never prints result rows (yoyo writes SELECT output to stdout)."""
-
-    def _execute(self, cursor: psycopg.Cursor, stmt: str, out: object = None) -> None:
-        cursor.execute(stmt)
-
-
-class RevisionMigration(Migration):
-    """A yoyo Migration built from our pair instead of read from one file."""
-
-    def __init__(self, revision: Revision, steps: list[MigrationStep], transactional: bool) -> None:
-        super().__init__(revision.id, revision.up.path, str(Path(revision.up.path).parent))
-        self.steps = steps
-        self._depends = set()
-        self.use_transactions = transactional
-        self.source = ""
-
-    def load(self) -> None:
-        """Already built: yoyo's loader would read `.down.sql` as a forward migration."""
-
-
-def _position(exc: psycopg.Error, sql_file: SqlFile, line_offset: int = 0) -> str:
+def _position(exc: psycopg.Error, sql_file: SqlFile, line_offset: int = 0, char_offset: int = 0) -> str:
+    """file:line:column of the error; `char_offset`: where the file's text starts in the query sent."""
     pos = getattr(exc.diag, "statement_position", None)
     text = sql_file.text
-    if pos and text:
-        offset = int(pos) - 1
+    if pos and text and 0 <= int(pos) - 1 - char_offset <= len(text):
+        offset = int(pos) - 1 - char_offset
         line = text.count("\n", 0, offset) + 1 + line_offset
         column = offset - (text.rfind("\n", 0, offset) + 1) + 1
         return f"{sql_file.path}:{line}:{column}"
@@ -94,10 +51,18 @@ def _describe(exc: psycopg.Error) -> str:
     return f"{primary}{detail}{code}"
 
 
-def _lost(exc: BaseException, revision: Revision, what: str) -> ConnectionFailed:
+def _lost(exc: BaseException, revision: Revision, what: str, where: str | None = None) -> ConnectionFailed:
+    if where:  # a non-transactional revision: what ran stays in effect, the journal says where it stopped
+        return ConnectionFailed(
+            f"lost the database connection while {what} {revision.id} at {where} "
+            f"({str(exc).strip().splitlines()[0]}). This revision runs without a transaction: the statements "
+            "before that one are in effect, and z4j-migrate status shows where it stopped. Run z4j-migrate "
+            "again to resume (it names any INVALID index to drop first)."
+        )
     return ConnectionFailed(
         f"lost the database connection while {what} {revision.id} ({str(exc).strip().splitlines()[0]}). "
-        "A transactional revision was rolled back by the server; run z4j-migrate again "
+        "A transactional revision is all or nothing: the server either rolled it back or, if it had "
+        "received the whole revision, committed it with its bookkeeping; run z4j-migrate again "
         "(z4j-migrate status shows where things stand)."
     )
 
@@ -125,31 +90,35 @@ def _who_holds(conn: psycopg.Connection, sql_file: SqlFile) -> str:
     return "; ".join(f"a lock on table {r[0]} held by pid {r[1]} ('{r[2]}')" for r in rows)
 
 
+_BEGIN = "BEGIN;\n"
+
+
 def _run_transactional(
     conn: psycopg.Connection,
     revision: Revision,
     sql_file: SqlFile,
     direction: str,
-    bookkeeping: Callable[[psycopg.Connection, float], None],
+    bookkeeping: Callable[[], str],
     retries: int,
 ) -> float:
-    """One transaction: SQL + bookkeeping. Retry as a whole when a table lock times out."""
-    backend = _Backend(conn)
+    """One transaction, one round trip: BEGIN, the file as written, the bookkeeping, COMMIT, run as a yoyo step.
+
+    They travel as one simple-protocol query message, so the server parses the whole message
+    before running any of it (a syntax error anywhere runs nothing) and an error anywhere
+    aborts the transaction: SQL and history rows commit or vanish together. psql sends every
+    statement on its own round trip; this is how a revision costs no more than under psql.
+    Retried as a whole when a table lock times out.
+    """
+    from .yoyo_bridge import run_one_message
+
     attempt = 0
     while True:
         started = time.perf_counter()
-
-        def book(connection: psycopg.Connection, _started: float = started) -> None:
-            bookkeeping(connection, (time.perf_counter() - _started) * 1000)
-
-        sql_step = _Step(0, sql_file.text, None) if direction == "apply" else _Step(0, None, sql_file.text)
-        book_step = _Step(1, book, None) if direction == "apply" else _Step(1, None, book)
-        migration = RevisionMigration(revision, [sql_step, book_step], transactional=True)
         try:
-            migration.process_steps(backend, direction)
+            run_one_message(conn, revision, direction, f"{_BEGIN}{sql_file.text}\n;\n{bookkeeping()};\nCOMMIT")
             return (time.perf_counter() - started) * 1000
         except pgerrors.LockNotAvailable as exc:
-            _reset(backend)
+            _abort(conn)
             attempt += 1
             if attempt > retries:
                 raise LockTimeout(
@@ -164,19 +133,23 @@ def _run_transactional(
             )
             time.sleep(delay)
         except psycopg.Error as exc:
-            _reset(backend)
+            _abort(conn)
             if _is_connection_loss(exc, conn):
                 raise _lost(exc, revision, "applying" if direction == "apply" else "rolling back") from None
             raise RevisionFailed(
-                f"{_position(exc, sql_file)}: {_describe(exc)}. Revision {revision.id} was rolled back and "
-                "left no trace; revisions before it stay applied.",
+                f"{_position(exc, sql_file, char_offset=len(_BEGIN))}: {_describe(exc)}. Revision {revision.id} "
+                "was rolled back and left no trace; revisions before it stay applied.",
                 revision=revision.id,
                 path=sql_file.path,
             ) from None
 
 
-def _reset(backend: _Backend) -> None:
-    backend._in_transaction = False  # yoyo's manager issued ROLLBACK (or the session is gone)
+def _abort(conn: psycopg.Connection) -> None:
+    """End the failed transaction, if the session still has one (an error at COMMIT already did)."""
+    if conn.closed or conn.broken or conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        return
+    with contextlib.suppress(psycopg.Error):  # the session is going away; the server rolls back with it
+        conn.execute("ROLLBACK")
 
 
 def _run_statements(
@@ -190,6 +163,7 @@ def _run_statements(
 ) -> float:
     """Autocommit, one statement at a time, each journaled before and after it runs."""
     from .sqlcheck import split_statements
+    from .yoyo_bridge import RevisionMigration, _Backend, _Step
 
     statements = split_statements(sql_file)
     total = len(statements)
@@ -200,8 +174,11 @@ def _run_statements(
     cur = conn.cursor()
     started = time.perf_counter()
 
+    in_flight = [statements[done] if done < total else statements[-1]]
+
     def make(statement_index: int, text: str, line: int) -> Callable[[psycopg.Connection], None]:
         def run(connection: psycopg.Connection) -> None:
+            in_flight[0] = statements[statement_index - 1]
             record.record_progress(
                 cur,
                 schema,
@@ -212,8 +189,15 @@ def _run_statements(
                 next_line=line,
             )
             cur.execute(text)
+            following = statements[statement_index].line if statement_index < total else None  # where to resume
             record.record_progress(
-                cur, schema, rev_id=revision.id, direction=direction, done=statement_index, total=total, next_line=None
+                cur,
+                schema,
+                rev_id=revision.id,
+                direction=direction,
+                done=statement_index,
+                total=total,
+                next_line=following,
             )
 
         return run
@@ -232,7 +216,8 @@ def _run_statements(
         migration.process_steps(backend, direction)
     except psycopg.Error as exc:
         if _is_connection_loss(exc, conn):
-            raise _lost(exc, revision, "applying" if direction == "apply" else "rolling back") from None
+            where = f"statement {in_flight[0].index} of {total} ({sql_file.path}:{in_flight[0].line})"
+            raise _lost(exc, revision, "applying" if direction == "apply" else "rolling back", where) from None
         try:
             row = conn.execute(
                 f"SELECT statements_done FROM {_qualified(schema, '_z4j_migrate_progress')} WHERE migration_id = %s",
@@ -299,6 +284,7 @@ def apply_revision(
     conn: psycopg.Connection, schema: str, revision: Revision, *, retries: int, progress: ProgressRow | None = None
 ) -> float:
     """Apply one revision and record it; returns its duration in milliseconds."""
+    journaled = progress is not None or not revision.up.transactional  # a progress row to clear
 
     def bookkeeping(connection: psycopg.Connection, duration_ms: float) -> None:
         record.record_applied(
@@ -312,10 +298,26 @@ def apply_revision(
             down_sql=revision.down.text,
             down_transactional=revision.down.transactional,
             duration_ms=duration_ms,
+            clear_progress=journaled,
         )
 
     if revision.up.transactional:
-        return _run_transactional(conn, revision, revision.up, "apply", bookkeeping, retries)
+
+        def statement() -> str:
+            return record.applied_statement(
+                conn,
+                schema,
+                rev_id=revision.id,
+                version=revision.version,
+                message=revision.message,
+                up_checksum=revision.up.checksum,
+                down_checksum=revision.down.checksum,
+                down_sql=revision.down.text,
+                down_transactional=revision.down.transactional,
+                clear_progress=journaled,
+            )
+
+        return _run_transactional(conn, revision, revision.up, "apply", statement, retries)
     return _run_statements(conn, schema, revision, revision.up, "apply", bookkeeping, progress)
 
 
@@ -323,10 +325,15 @@ def rollback_revision(
     conn: psycopg.Connection, schema: str, revision: Revision, *, retries: int, progress: ProgressRow | None = None
 ) -> float:
     """Undo one revision with its down SQL and remove its history rows."""
+    journaled = progress is not None or not revision.down.transactional  # a progress row to clear
 
     def bookkeeping(connection: psycopg.Connection, duration_ms: float) -> None:
-        record.record_rolled_back(connection.cursor(), schema, rev_id=revision.id)
+        record.record_rolled_back(connection.cursor(), schema, rev_id=revision.id, clear_progress=journaled)
 
     if revision.down.transactional:
-        return _run_transactional(conn, revision, revision.down, "rollback", bookkeeping, retries)
+
+        def statement() -> str:
+            return record.rolled_back_statement(conn, schema, rev_id=revision.id, clear_progress=journaled)
+
+        return _run_transactional(conn, revision, revision.down, "rollback", statement, retries)
     return _run_statements(conn, schema, revision, revision.down, "rollback", bookkeeping, progress)

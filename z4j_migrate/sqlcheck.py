@@ -34,6 +34,8 @@ def _parse(sql_file: SqlFile) -> tuple[ast.RawStmt, ...]:
         return pglast.parse_sql(sql_file.text)
     except pglast.parser.ParseError as exc:
         message, offset = exc.args[0], exc.args[1] if len(exc.args) > 1 else 0
+        if offset is None:  # "syntax error at end of input": pglast gives no position
+            offset = len(sql_file.text.rstrip())
         line = _line_of(sql_file.text, offset)
         column = offset - (sql_file.text.rfind("\n", 0, offset) + 1) + 1
         raise RevisionFileError(
@@ -73,17 +75,33 @@ def _keyword(text: str, raw: ast.RawStmt) -> str:
     return " ".join(snippet[:2]).upper() or "BEGIN"
 
 
+def check_file_fast(sql_file: SqlFile, *, is_down: bool) -> bool:
+    """check_file's verdict at about a tenth of its cost; returns whether the file has statements.
+
+    pglast's Python syntax tree costs about 0.2 ms per file (most of the client time of a large
+    upgrade); the same C parser's JSON text is enough to see that nothing is refused. When the
+    text might hold a refused statement, or does not parse, check_file decides and names the line.
+    """
+    try:
+        tree = pglast.parser.parse_sql_json(sql_file.text)
+    except pglast.parser.ParseError:
+        return bool(check_file(sql_file, is_down=is_down))
+    if '"TransactionStmt"' in tree or (is_down and '"OBJECT_EXTENSION"' in tree):
+        return bool(check_file(sql_file, is_down=is_down))
+    return '"stmt":' in tree  # every top-level statement is {"stmt": {...}}; none is "stmts":[]
+
+
 def check_revision(revision: Revision) -> None:
     """Full SQL check of both sides of a revision."""
-    if revision.up.has_sql and not check_file(revision.up, is_down=False):
+    if revision.up.has_sql and not check_file_fast(revision.up, is_down=False):
         raise RevisionFileError("has no SQL statements.", path=revision.up.path)
     if revision.irreversible is None:
-        if not check_file(revision.down, is_down=True):
+        if not check_file_fast(revision.down, is_down=True):
             raise RevisionFileError(
                 "has no SQL statements; write the undo, or declare '-- irreversible: <message>'.",
                 path=revision.down.path,
             )
-    elif revision.down.has_sql and check_file(revision.down, is_down=True):
+    elif revision.down.has_sql and check_file_fast(revision.down, is_down=True):
         raise RevisionFileError("an irreversible down must not contain statements.", path=revision.down.path)
 
 

@@ -379,6 +379,19 @@ def _kill_trial_dir(folder: Path) -> Path:
     return folder
 
 
+def _wait_for_orphaned_backend(url: str, timeout: float = 30) -> None:
+    """A killed client's backend finishes the query message it had received (a revision travels as one
+    message: BEGIN, SQL, bookkeeping, COMMIT) and only then notices the client is gone. Wait it out."""
+    deadline = time.monotonic() + timeout
+    while scalar(
+        url,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name = 'z4j-migrate' AND pid <> pg_backend_pid()",
+    ):
+        assert time.monotonic() < deadline, "the killed client's backend is still alive"
+        time.sleep(0.02)
+
+
 def _assert_consistent(url: str) -> None:
     """Each revision: its table exists exactly when its bookkeeping rows exist."""
     ids = set(applied_ids(url))
@@ -415,6 +428,7 @@ def test_kill_9_at_random_moments_leaves_a_revision_boundary(pg_server, migratio
             time.sleep(rng.uniform(0.15, 0.6))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+            _wait_for_orphaned_backend(url)
             _assert_consistent(url)
             z4j_migrate.upgrade(database_url=url, migrations_dir=migrations)
             assert len(applied_ids(url)) == 6
