@@ -14,7 +14,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +29,7 @@ from .lock import LockHolder, advisory_lock, lock_holder, lock_key
 from .logs import log  # noqa: E402
 from .plan import DowngradeStep, check_reversible, downgrade_targets, find_drift, plan_upgrade
 from .record import DbState
-from .revisions import Revision, RevisionSet, SqlFile, discover, parse_stored_down
+from .revisions import Revision, RevisionSet, discover, parse_stored_down
 
 
 @dataclass(frozen=True)
@@ -235,14 +235,14 @@ def plan_downgrade(
     *,
     to: str | None,
     steps: int | None,
-    checked: Collection[SqlFile] = (),
 ) -> list[DowngradeStep]:
     """Which revisions to undo, newest first, with the down SQL to use (file or database).
 
-    `checked`: down files already SQL-checked by an earlier plan of this run (same content).
+    A down is SQL-checked only when nobody checked it before: z4j-migrate checks both
+    files of a revision before applying it, and the drift check proves the down file
+    (or the stored down) is the one checked then. Only revisions applied by stock
+    yoyo (no checksum) are checked here, which keeps the parser out of most downgrades.
     """
-    from .sqlcheck import check_file_fast
-
     state = record.read_state(conn, settings.schema, (), details=False)
     stuck = [p for p in state.in_progress.values() if p.direction == "apply"]
     if stuck:
@@ -275,9 +275,12 @@ def plan_downgrade(
                 "(it was applied by stock yoyo). Run the release that has it."
             )
     check_reversible(plan)
-    for step in plan:
-        if step.revision.down.has_sql and step.revision.down not in checked:
-            check_file_fast(step.revision.down, is_down=True)
+    unchecked = [s.revision.down for s in plan if s.revision.down.has_sql and s.revision.id in drift.unverified]
+    if unchecked:
+        from .sqlcheck import check_file_fast
+
+        for down in unchecked:
+            check_file_fast(down, is_down=True)
     return plan
 
 
@@ -343,8 +346,7 @@ def downgrade(
         if confirm is not None and not confirm(plan):
             raise DeclinedByOperator("downgrade cancelled; nothing was changed.")
         with advisory_lock(conn, lock_key(settings.schema), settings.lock_wait):
-            checked = {s.revision.down for s in plan}  # parsing 1000 down files twice showed in profiles
-            locked_plan = plan_downgrade(conn, settings, revset, to=to, steps=steps, checked=checked)
+            locked_plan = plan_downgrade(conn, settings, revset, to=to, steps=steps)
             if [s.revision.id for s in locked_plan] != [s.revision.id for s in plan]:
                 raise DriftError(
                     "the database changed while the downgrade was being planned; nothing was changed. Run it again."
