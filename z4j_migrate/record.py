@@ -27,6 +27,7 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 
 from .errors import PrivilegeError
+from .revisions import Revision
 
 TABLES = ("_yoyo_migration", "_yoyo_log", "_yoyo_version", "_z4j_migrate_revision", "_z4j_migrate_progress")
 
@@ -307,78 +308,42 @@ def _log_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def _applied_params(revision: Revision) -> dict[str, object]:
+    """The bookkeeping values of one applied revision, shared by both ways of recording it."""
+    user, host = _who()
+    return {
+        "hash": migration_hash(revision.id),
+        "id": revision.id,
+        "version": revision.version,
+        "message": revision.message,
+        "log_id": _log_id(),
+        "user": user,
+        "host": host,
+        "up_checksum": revision.up.checksum,
+        "down_checksum": revision.down.checksum,
+        "down_sql": revision.down.text,
+        "down_tx": revision.down.transactional,
+        "by": f"{user}@{host}",
+    }
+
+
 def record_applied(
-    cur: psycopg.Cursor,
-    schema: str,
-    *,
-    rev_id: str,
-    version: int,
-    message: str,
-    up_checksum: str,
-    down_checksum: str,
-    down_sql: str,
-    down_transactional: bool,
-    duration_ms: float,
-    clear_progress: bool = True,
+    cur: psycopg.Cursor, schema: str, revision: Revision, *, duration_ms: float, clear_progress: bool = True
 ) -> None:
     """`clear_progress=False`: the caller knows there is no progress-journal row for this revision."""
-    user, host = _who()
     q = _q(schema)
     cur.execute(
         q["applied"] if clear_progress else q.get("applied_only", q["applied"]),
-        {
-            "hash": migration_hash(rev_id),
-            "id": rev_id,
-            "version": version,
-            "message": message,
-            "log_id": _log_id(),
-            "user": user,
-            "host": host,
-            "up_checksum": up_checksum,
-            "down_checksum": down_checksum,
-            "down_sql": down_sql,
-            "down_tx": down_transactional,
-            "duration": duration_ms,
-            "by": f"{user}@{host}",
-        },
+        {**_applied_params(revision), "duration": duration_ms},
     )
 
 
-def applied_statement(
-    conn: psycopg.Connection,
-    schema: str,
-    *,
-    rev_id: str,
-    version: int,
-    message: str,
-    up_checksum: str,
-    down_checksum: str,
-    down_sql: str,
-    down_transactional: bool,
-    clear_progress: bool = True,
-) -> str:
+def applied_statement(conn: psycopg.Connection, schema: str, revision: Revision, *, clear_progress: bool = True) -> str:
     """record_applied as one SQL text with its values bound client-side (psycopg's quoting), to travel
     in the same query message as the revision's SQL; the server measures the duration."""
-    user, host = _who()
     q = _q(schema)
     query = q["applied_timed"] if clear_progress else q.get("applied_only_timed", q["applied_timed"])
-    return psycopg.ClientCursor(conn).mogrify(
-        query,
-        {
-            "hash": migration_hash(rev_id),
-            "id": rev_id,
-            "version": version,
-            "message": message,
-            "log_id": _log_id(),
-            "user": user,
-            "host": host,
-            "up_checksum": up_checksum,
-            "down_checksum": down_checksum,
-            "down_sql": down_sql,
-            "down_tx": down_transactional,
-            "by": f"{user}@{host}",
-        },
-    )
+    return psycopg.ClientCursor(conn).mogrify(query, _applied_params(revision))
 
 
 def rolled_back_statement(conn: psycopg.Connection, schema: str, *, rev_id: str, clear_progress: bool = True) -> str:

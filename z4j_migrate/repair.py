@@ -34,18 +34,7 @@ def accept_edit(settings: Settings, rev_id: str) -> None:
         with conn.transaction():
             cur = conn.cursor()
             if rev_id in drift.unverified:  # applied by stock yoyo: adopt it with today's files
-                record.record_applied(
-                    cur,
-                    settings.schema,
-                    rev_id=rev_id,
-                    version=revision.version,
-                    message=revision.message,
-                    up_checksum=revision.up.checksum,
-                    down_checksum=revision.down.checksum,
-                    down_sql=revision.down.text,
-                    down_transactional=revision.down.transactional,
-                    duration_ms=0.0,
-                )
+                record.record_applied(cur, settings.schema, revision, duration_ms=0.0)
             record.accept_checksums(
                 cur,
                 settings.schema,
@@ -74,18 +63,7 @@ def resolve_partial(settings: Settings, rev_id: str, *, applied: bool) -> None:
             if progress.direction == "apply" and applied:
                 if revision is None:
                     raise ConfigError(f"resolve: {rev_id} is not in {revset.directory}; cannot record it as applied.")
-                record.record_applied(
-                    cur,
-                    settings.schema,
-                    rev_id=rev_id,
-                    version=revision.version,
-                    message=revision.message,
-                    up_checksum=revision.up.checksum,
-                    down_checksum=revision.down.checksum,
-                    down_sql=revision.down.text,
-                    down_transactional=revision.down.transactional,
-                    duration_ms=0.0,
-                )
+                record.record_applied(cur, settings.schema, revision, duration_ms=0.0)
             elif progress.direction == "rollback" and not applied:
                 record.record_rolled_back(cur, settings.schema, rev_id=rev_id)
             what = "finished by hand" if finished else "undone by hand"

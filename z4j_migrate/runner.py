@@ -287,35 +287,12 @@ def apply_revision(
     journaled = progress is not None or not revision.up.transactional  # a progress row to clear
 
     def bookkeeping(connection: psycopg.Connection, duration_ms: float) -> None:
-        record.record_applied(
-            connection.cursor(),
-            schema,
-            rev_id=revision.id,
-            version=revision.version,
-            message=revision.message,
-            up_checksum=revision.up.checksum,
-            down_checksum=revision.down.checksum,
-            down_sql=revision.down.text,
-            down_transactional=revision.down.transactional,
-            duration_ms=duration_ms,
-            clear_progress=journaled,
-        )
+        record.record_applied(connection.cursor(), schema, revision, duration_ms=duration_ms, clear_progress=journaled)
 
     if revision.up.transactional:
 
         def statement() -> str:
-            return record.applied_statement(
-                conn,
-                schema,
-                rev_id=revision.id,
-                version=revision.version,
-                message=revision.message,
-                up_checksum=revision.up.checksum,
-                down_checksum=revision.down.checksum,
-                down_sql=revision.down.text,
-                down_transactional=revision.down.transactional,
-                clear_progress=journaled,
-            )
+            return record.applied_statement(conn, schema, revision, clear_progress=journaled)
 
         return _run_transactional(conn, revision, revision.up, "apply", statement, retries)
     return _run_statements(conn, schema, revision, revision.up, "apply", bookkeeping, progress)
