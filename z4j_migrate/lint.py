@@ -322,45 +322,22 @@ def destructive_statements(sql_file: SqlFile) -> list[Destructive]:
 
 def _destructive_findings(revision: Revision) -> list[Finding]:
     found = destructive_statements(revision.up)
-    out = []
-    for d in found:
-        if revision.destructive is not None:
-            out.append(
-                Finding(
-                    revision.up.path,
-                    d.line,
-                    d.column,
-                    DESTRUCTIVE_RULE,
-                    "warning",
-                    f"{d.what}; declared destructive: {revision.destructive}",
-                    source="z4j-migrate",
-                )
-            )
-        elif revision.irreversible is not None:
-            out.append(
-                Finding(
-                    revision.up.path,
-                    d.line,
-                    d.column,
-                    DESTRUCTIVE_RULE,
-                    "warning",
-                    f"{d.what}; the revision is irreversible",
-                    source="z4j-migrate",
-                )
-            )
-        else:
-            out.append(
-                Finding(
-                    revision.up.path,
-                    d.line,
-                    d.column,
-                    DESTRUCTIVE_RULE,
-                    "error",
-                    f"{d.what}, which destroys or rewrites data already there. Say so in the header with "
-                    "'-- destructive: <why this is acceptable>', or make the down '-- irreversible: <message>'",
-                    source="z4j-migrate",
-                )
-            )
+    if revision.destructive is not None:
+        severity, why = "warning", f"; declared destructive: {revision.destructive}"
+    elif revision.irreversible is not None:
+        severity, why = "warning", "; the revision is irreversible"
+    else:
+        severity, why = (
+            "error",
+            (
+                ", which destroys or rewrites data already there. Say so in the header with "
+                "'-- destructive: <why this is acceptable>', or make the down '-- irreversible: <message>'"
+            ),
+        )
+    out = [
+        Finding(revision.up.path, d.line, d.column, DESTRUCTIVE_RULE, severity, f"{d.what}{why}", source="z4j-migrate")
+        for d in found
+    ]
     if revision.destructive is not None and not found:
         out.append(
             Finding(
