@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -17,25 +16,12 @@ from psycopg.pq import TransactionStatus
 from z4j_migrate import catalog
 from z4j_migrate.catalog import Difference, diff, object_names, render_markdown, snapshot
 
-ADMIN_URL = os.environ.get("Z4J_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:55432/postgres")
-
 
 @pytest.fixture
-def catalog_db() -> Iterator[psycopg.Connection[Any]]:
-    """A fresh, uniquely named database (autocommit connection), dropped afterwards.
-
-    Stand-in until the shared ``database_url`` fixture from tests/conftest.py exists.
-    """
-    name = f"z4j_catalog_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    conn = psycopg.connect(make_conninfo(ADMIN_URL, dbname=name), autocommit=True)
-    try:
+def catalog_db(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection to the fresh database of the shared `database_url` fixture."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn
-    finally:
-        conn.close()
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture
