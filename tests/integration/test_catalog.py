@@ -236,14 +236,10 @@ def test_identical_snapshots_do_not_differ(catalog_db: psycopg.Connection[Any]) 
             id="enum-label-not-removed",
         ),
         pytest.param(
-            "CREATE TABLE tasks (id integer, state text);"
-            "CREATE VIEW open_tasks AS SELECT id FROM tasks WHERE state <> 'done';",
-            "CREATE OR REPLACE VIEW open_tasks AS SELECT id FROM tasks WHERE state = 'open';",
-            [
-                "view open_tasks definition changed: "
-                "SELECT tasks.id FROM tasks WHERE (tasks.state <> 'done'::text); -> "
-                "SELECT tasks.id FROM tasks WHERE (tasks.state = 'open'::text);"
-            ],
+            # No column references: PostgreSQL 15 qualifies them in view text, 18 does not.
+            "CREATE VIEW open_tasks AS SELECT 'done'::text AS state;",
+            "CREATE OR REPLACE VIEW open_tasks AS SELECT 'open'::text AS state;",
+            ["view open_tasks definition changed: SELECT 'done'::text AS state; -> SELECT 'open'::text AS state;"],
             id="changed-view-definition",
         ),
         pytest.param(
