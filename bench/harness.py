@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import marshal
 import os
 import re
 import subprocess
@@ -44,21 +45,58 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 class Run:
     ms: float
     maxrss_kb: int
+    floor_kb: int = 0  # the spawner's own peak RSS: a maxrss_kb at or below it means "at most this"
+
+
+class _Spawner:
+    """bench/spawn.py: spawns the timed processes, so that the harness's own size stays out of their
+    peak RSS (see that file); it times fork to reaped, as run_process did here before."""
+
+    def __init__(self) -> None:
+        self.err = tempfile.TemporaryFile()  # noqa: SIM115  (the children's stderr, emptied per run)
+        fd = self.err.fileno()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(Path(__file__).parent / "spawn.py"), str(fd)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            pass_fds=(fd,),
+        )
+
+    def stderr_tail(self) -> str:
+        fd = self.err.fileno()
+        size = os.fstat(fd).st_size
+        return os.pread(fd, 3000, max(0, size - 3000)).decode("utf-8", "replace")
+
+    def run(self, args: list[str], env: dict[str, str], cwd: Path | None) -> tuple[int, Run]:
+        fd = self.err.fileno()
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        request = ([os.fspath(a) for a in args], dict(env), os.fspath(cwd) if cwd is not None else None)
+        try:
+            marshal.dump(request, self.proc.stdin)
+            self.proc.stdin.flush()
+            code, ms, maxrss_kb, floor_kb = marshal.load(self.proc.stdout)
+        except (EOFError, OSError) as exc:
+            raise BenchError(f"bench/spawn.py died ({exc!r}, exit {self.proc.poll()}):\n{self.stderr_tail()}") from exc
+        return code, Run(ms, maxrss_kb, floor_kb)
+
+
+_spawner: _Spawner | None = None
 
 
 def run_process(args: list[str], env: dict[str, str], *, cwd: Path | None = None, what: str = "") -> Run:
-    """Wall time of one whole process (fork to reaped), and its peak RSS from wait4()."""
-    with tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=cwd)
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = (time.perf_counter() - started) * 1000
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            err.seek(0)
-            tail = err.read().decode("utf-8", "replace")[-3000:]
-            raise BenchError(f"{what or args[0]} exited with {proc.returncode}:\n{' '.join(args)}\n{tail}")
-    return Run(elapsed, usage.ru_maxrss)
+    """Wall time of one whole process (fork to reaped), and its own peak RSS from wait4().
+
+    Both are taken in bench/spawn.py, a small process that spawns it: spawned from this process, its
+    ru_maxrss would never show less than the harness's own peak RSS.
+    """
+    global _spawner
+    if _spawner is None or _spawner.proc.poll() is not None:
+        _spawner = _Spawner()
+    code, run = _spawner.run(args, env, cwd)
+    if code != 0:
+        raise BenchError(f"{what or args[0]} exited with {code}:\n{' '.join(map(str, args))}\n{_spawner.stderr_tail()}")
+    return run
 
 
 class Admin:

@@ -102,6 +102,19 @@ def pyfloor_ops() -> dict:
     return {"apply": pyfloor.apply, "noop": pyfloor.apply, "status": pyfloor.status, "rollback": pyfloor.rollback}
 
 
+def peak_rss_kb() -> int:
+    """This interpreter's own peak RSS: VmHWM counts this image only. RUSAGE_SELF's ru_maxrss also
+    counts the harness process this worker was exec'd from (exec keeps the old image's peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def main() -> None:
     tool = sys.argv[1]
     ops = {"z4j": z4j_ops, "yoyo": yoyo_ops, "alembic": alembic_ops, "pyfloor": pyfloor_ops}[tool]()
@@ -125,7 +138,7 @@ def main() -> None:
         except BaseException as exc:  # reported, the harness decides
             error = f"{exc.__class__.__name__}: {exc}"
         ms = (time.perf_counter() - started) * 1000
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss = peak_rss_kb()
         proto.write(json.dumps({"ms": ms, "error": error, "maxrss_kb": rss}) + "\n")
 
 

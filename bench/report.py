@@ -409,9 +409,19 @@ def markdown(res: dict, notes: str) -> str:
             f"{', '.join(heavy_in) or 'none'}."
         )
 
+    floor = res.get("rss_floor_kb", 0)
+    if floor:
+        how = (
+            "Each process's own peak, from wait4(). The processes are started by `bench/spawn.py`, whose own"
+            f" peak RSS ({floor / 1024:.0f} MiB) is a floor: a value at or below it is shown as ≤ it."
+        )
+    else:  # results from before bench/spawn.py
+        how = "Recorded before `bench/spawn.py`: every value is at least the harness's own peak RSS at the time."
     out += [
         "",
         "## Peak memory (max RSS of the process)",
+        "",
+        how,
         "",
         "| tool | operation | " + " | ".join(f"N={n}" for n in sizes) + " |",
         "|---|---|" + "---|" * len(sizes),
@@ -421,7 +431,10 @@ def markdown(res: dict, notes: str) -> str:
             vals = [res["rss"].get(f"process|{op}|{n}|{tool}") for n in sizes]
             if not any(vals):
                 continue
-            cells = [f"{max(v) / 1024:.0f} MiB" if v else "-" for v in vals]
+            cells = [
+                (f"≤ {floor / 1024:.0f}" if max(v) <= floor else f"{max(v) / 1024:.0f}") + " MiB" if v else "-"
+                for v in vals
+            ]
             out.append(f"| {LABELS.get(tool, tool)} | {op} | " + " | ".join(cells) + " |")
     if res.get("inproc_rss"):
         out.append(

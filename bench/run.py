@@ -168,6 +168,7 @@ class Bench:
     def run(self, tool: str, op: str, n: int) -> tuple[float, int]:
         args, env = self.command(tool, op, n)
         r = run_process(args, env, cwd=REPO, what=f"{tool} {op} N={n}")
+        self.results["rss_floor_kb"] = max(self.results.get("rss_floor_kb", 0), r.floor_kb)
         return r.ms, r.maxrss_kb
 
     def bookkeeping(self, tool: str, n: int) -> str:
