@@ -9,7 +9,7 @@ CLI := $(VENV)/bin/z4j-migrate
 DEMO_DIR ?= /tmp/z4j-migrate-demo-$(shell id -u)
 PG_BINDIR ?=
 
-.PHONY: help install install-pg15 fetch-pg18 db db-stop demo migrate status downgrade new check schema schema-doc test test-fast lint bench clean
+.PHONY: help install install-pg15 fetch-pg18 db db-stop demo migrate status downgrade new check hash schema schema-doc test test-fast lint bench clean
 
 help:
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -56,8 +56,11 @@ new: install ## make new NAME="add tasks.priority"
 	@test -n "$(NAME)" || { echo 'usage: make new NAME="what it does"' >&2; exit 2; }
 	@$(CLI) new "$(NAME)"
 
-check: install ## validate the bundled revisions offline
+check: install ## validate the bundled revisions offline (files, SQL, lint, z4j-migrate.sum)
 	@$(CLI) check
+
+hash: install ## rewrite sql/z4j-migrate.sum after changing revision files
+	@$(CLI) hash
 
 schema: install ## print the live schema reference at head (Markdown)
 	@Z4J_DATABASE_URL=$(DB_URL) $(CLI) schema

@@ -67,6 +67,7 @@ BOOKKEEPING = {
     "_yoyo_version",
     "_z4j_migrate_revision",
     "_z4j_migrate_progress",
+    "_z4j_migrate_head",
     "yoyo_lock",
 }
 
@@ -78,7 +79,7 @@ def state_fingerprint(url: str) -> dict[str, object]:
     with psycopg.connect(url, autocommit=True) as conn:
         snap = snapshot(conn)
         book = {}
-        for table in ("_yoyo_migration", "_z4j_migrate_revision", "_z4j_migrate_progress"):
+        for table in ("_yoyo_migration", "_z4j_migrate_revision", "_z4j_migrate_progress", "_z4j_migrate_head"):
             if conn.execute("SELECT to_regclass(%s)", (f"public.{table}",)).fetchone()[0]:
                 book[table] = sorted(map(repr, conn.execute(f"SELECT * FROM public.{table}").fetchall()))
         book["_yoyo_log_count"] = (

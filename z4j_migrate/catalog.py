@@ -36,6 +36,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 __all__ = [
+    "BOOKKEEPING_FUNCTIONS",
     "BOOKKEEPING_TABLES",
     "KINDS",
     "Difference",
@@ -55,8 +56,11 @@ BOOKKEEPING_TABLES: frozenset[str] = frozenset(
         "yoyo_lock",
         "_z4j_migrate_revision",
         "_z4j_migrate_progress",
+        "_z4j_migrate_head",
     }
 )
+# The bookkeeping's own function (the head digest's trigger function): never part of a schema.
+BOOKKEEPING_FUNCTIONS: frozenset[str] = frozenset({"_z4j_migrate_head_track"})
 
 Snapshot = dict[str, dict[str, Any]]
 
@@ -404,6 +408,7 @@ def snapshot(
         for name, sql in queries.items():
             cur.execute(sql, params)
             rows[name] = cur.fetchall()
+        rows["functions"] = [r for r in rows["functions"] if r["proname"] not in BOOKKEEPING_FUNCTIONS]
         params["types"] = [row["oid"] for row in rows["types"]]
         params["funcs"] = [row["oid"] for row in rows["functions"]]
         cur.execute(_GRANTS_SQL, params)

@@ -279,6 +279,26 @@ def build_cli() -> Any:
         up, down = new_revision(migrations_dir, message, transactional=not non_transactional)
         print(up)
         print(down)
+        from . import manifest
+
+        if (up.parent / manifest.MANIFEST_FILE).exists():
+            manifest.write(up.parent, manifest.for_directory(up.parent))
+            print(f"updated {up.parent / manifest.MANIFEST_FILE}; run z4j-migrate hash again once the SQL is written")
+
+    @cli.command("hash")
+    @click.argument("directory", required=False, type=click.Path(file_okay=False))
+    def hash_cmd(directory: str | None) -> None:
+        """Write z4j-migrate.sum, the checksum manifest the start-up check reads (docs/revision-format.md)."""
+        import os
+
+        from . import manifest
+        from .config import BUNDLED_DIR, ENV_MIGRATIONS_DIR
+        from .revisions import discover
+
+        revset = discover(directory or os.environ.get(ENV_MIGRATIONS_DIR) or BUNDLED_DIR)
+        path = revset.directory / manifest.MANIFEST_FILE
+        changed = manifest.write(revset.directory, manifest.for_revisions(revset))
+        print(f"{'wrote' if changed else 'up to date:'} {path} ({len(revset.revisions)} revision(s))")
 
     @cli.command("check")
     @click.argument("directory", required=False, type=click.Path(file_okay=False))
@@ -287,6 +307,7 @@ def build_cli() -> Any:
         """Validate a revision directory offline (no database), then lint it (docs/verify.md)."""
         import os
 
+        from . import manifest
         from .config import BUNDLED_DIR, ENV_MIGRATIONS_DIR
         from .errors import RevisionFileError
         from .lint import lint, render
@@ -296,7 +317,15 @@ def build_cli() -> Any:
         revset = discover(directory or os.environ.get(ENV_MIGRATIONS_DIR) or BUNDLED_DIR)
         for revision in revset.revisions:
             check_revision(revision)
+        stale = manifest.stale_files(revset)
+        if stale:
+            raise RevisionFileError(manifest.stale_message(revset.directory, stale))
         print(f"ok: {len(revset.revisions)} revision(s) in {revset.directory}")
+        if stale is None:
+            print(
+                f"note: no {manifest.MANIFEST_FILE}: every start-up reads and hashes every revision file "
+                "(z4j-migrate hash writes it; docs/revision-format.md)"
+            )
         report = lint(revset, squawk=not no_lint)
         print(render(report), end="")
         if report.errors:
@@ -392,6 +421,12 @@ def render_status(report: api.StatusReport) -> str:
     if report.invalid_indexes:
         lines.append(f"INVALID indexes (interrupted CREATE INDEX CONCURRENTLY): {', '.join(report.invalid_indexes)}")
     lines.append(f"lock: held by {report.lock_holder.describe()}" if report.lock_holder else "lock: free")
+    if report.manifest_stale is None:
+        lines.append("manifest: none (start-up reads every revision file; z4j-migrate hash writes one)")
+    elif report.manifest_stale:
+        lines.append(f"manifest: OUT OF DATE for {', '.join(report.manifest_stale)} (run z4j-migrate hash)")
+    else:
+        lines.append("manifest: matches the revision files")
     return "\n".join(lines)
 
 
@@ -414,6 +449,9 @@ def render_status_json(report: api.StatusReport) -> str:
             "missing_extensions": list(report.missing_extensions),
             "invalid_indexes": list(report.invalid_indexes),
             "lock_holder": report.lock_holder.describe() if report.lock_holder else None,
+            "manifest": None
+            if report.manifest_stale is None
+            else {"up_to_date": not report.manifest_stale, "stale_files": list(report.manifest_stale)},
         },
         indent=2,
     )

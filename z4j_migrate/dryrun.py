@@ -41,7 +41,8 @@ def render_upgrade(settings: Settings, planned: Iterable[Revision]) -> str:
     lines = _lock(settings)
     lines.append(
         f"-- first run only: CREATE TABLE IF NOT EXISTS {settings.schema}._yoyo_migration, _yoyo_log, _yoyo_version, "
-        "_z4j_migrate_revision, _z4j_migrate_progress (one transaction)"
+        "_z4j_migrate_revision, _z4j_migrate_progress, _z4j_migrate_head and the head digest's triggers "
+        "(one transaction)"
     )
     for ext in discover(settings.migrations_dir).extensions:
         lines.append(f"CREATE EXTENSION IF NOT EXISTS {ext};  -- only if not installed")

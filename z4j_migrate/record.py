@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -29,7 +30,18 @@ from psycopg import sql
 from .errors import PrivilegeError
 from .revisions import Revision
 
-TABLES = ("_yoyo_migration", "_yoyo_log", "_yoyo_version", "_z4j_migrate_revision", "_z4j_migrate_progress")
+TABLES = (
+    "_yoyo_migration",
+    "_yoyo_log",
+    "_yoyo_version",
+    "_z4j_migrate_revision",
+    "_z4j_migrate_progress",
+    "_z4j_migrate_head",
+)
+HEAD_TABLE = "_z4j_migrate_head"
+HEAD_FUNCTION = "_z4j_migrate_head_track"
+# Which rows of which table feed the head digest: the tag starts each row's text (see row_text).
+_HEAD_SOURCES = (("m", "_yoyo_migration"), ("r", "_z4j_migrate_revision"), ("p", "_z4j_migrate_progress"))
 
 
 def migration_hash(rev_id: str) -> str:
@@ -71,6 +83,53 @@ class DbState:
     applied: dict[str, AppliedRow]
     in_progress: dict[str, ProgressRow]
     extensions: frozenset[str]
+    has_head: bool = False  # the head digest table exists (bookkeeping made before it was added has none)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Which bookkeeping tables exist and which extensions are installed: one catalog-only statement."""
+
+    yoyo: bool
+    ours: bool
+    head: bool
+    extensions: frozenset[str]
+
+
+def _head_triggers(schema: str) -> sql.Composed:
+    parts = []
+    for tag, table in _HEAD_SOURCES:
+        on = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+        fn = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(HEAD_FUNCTION))
+        parts.append(
+            sql.SQL(
+                "CREATE OR REPLACE TRIGGER _z4j_migrate_head AFTER INSERT OR UPDATE OR DELETE ON {on} "
+                "FOR EACH ROW EXECUTE FUNCTION {fn}({tag});\n"
+                "CREATE OR REPLACE TRIGGER _z4j_migrate_head_truncate AFTER TRUNCATE ON {on} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION {fn}({tag});\n"
+            ).format(on=on, fn=fn, tag=sql.Literal(tag))
+        )
+    return sql.Composed(parts)
+
+
+def row_text(tag: str, rev_id: str, up_checksum: str = "", down_checksum: str = "") -> str:
+    """The text hashed for one bookkeeping row; the trigger in _composed builds the same."""
+    if tag == "r":
+        return f"r {rev_id} {up_checksum} {down_checksum}"
+    return f"{tag} {rev_id}"
+
+
+def _h(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest(), "big")
+
+
+def head_digest(revisions: Iterable[tuple[str, str, str]]) -> int:
+    """The head digest of a database where exactly these (id, up checksum, down checksum) are applied
+    by z4j-migrate and nothing is in progress: what the triggers maintain, computed client-side."""
+    digest = 0
+    for rev_id, up, down in revisions:
+        digest ^= _h(row_text("m", rev_id)) ^ _h(row_text("r", rev_id, up, down))
+    return digest
 
 
 def _composed(schema: str) -> dict[str, sql.Composed | sql.SQL]:
@@ -82,7 +141,7 @@ def _composed(schema: str) -> dict[str, sql.Composed | sql.SQL]:
     return {
         "probe": sql.SQL(
             "SELECT pg_catalog.to_regclass(%s) IS NOT NULL, pg_catalog.to_regclass(%s) IS NOT NULL, "
-            "ARRAY(SELECT e.extname::text FROM pg_catalog.pg_extension e "
+            "pg_catalog.to_regclass(%s) IS NOT NULL, ARRAY(SELECT e.extname::text FROM pg_catalog.pg_extension e "
             "WHERE %s::text[] IS NULL OR e.extname = ANY(%s::text[]))"
         ),
         # Three plain scans, joined in Python: planning a join on a fresh backend (cold caches)
@@ -164,6 +223,60 @@ def _composed(schema: str) -> dict[str, sql.Composed | sql.SQL]:
             "next_line = EXCLUDED.next_line, last_error = EXCLUDED.last_error, "
             "updated_at = pg_catalog.now()"
         ).format(p=t("_z4j_migrate_progress")),
+        "head": sql.SQL("SELECT digest::text FROM {h}").format(h=t(HEAD_TABLE)),
+        # The head digest, kept by the database itself: a row trigger on each bookkeeping table XORs
+        # the sha256 of every row it adds or removes into one 256-bit value (row_text says which
+        # text). So the start-up check reads one row instead of the whole history, and any writer
+        # (this tool, stock yoyo, an operator's psql) keeps it true. TRUNCATE invalidates it (NULL);
+        # the next run rebuilds it from the tables.
+        "create_head": sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {h} (digest BIT(256));\n"
+            "COMMENT ON TABLE {h} IS 'z4j-migrate: one row, the head digest (no index on purpose: the start-up "
+            "check reads it on a fresh connection, where every index costs a catalog load)';\n"
+            "CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql "
+            "SET search_path = pg_catalog, pg_temp AS $z4j$\n"
+            "DECLARE\n"
+            "  delta bit(256) := repeat('0', 256)::bit(256);\n"
+            "  kind text := TG_ARGV[0];\n"
+            "  row_text text;\n"
+            "BEGIN\n"
+            "  IF TG_OP = 'TRUNCATE' THEN\n"
+            "    UPDATE {h} SET digest = NULL;\n"
+            "    RETURN NULL;\n"
+            "  END IF;\n"
+            "  IF TG_OP <> 'INSERT' THEN\n"
+            "    IF kind = 'r' THEN\n"
+            "      row_text := concat('r ', OLD.migration_id, ' ', OLD.up_checksum, ' ', OLD.down_checksum);\n"
+            "    ELSE\n"
+            "      row_text := concat(kind, ' ', OLD.migration_id);\n"
+            "    END IF;\n"
+            "    delta := delta # ('x' || encode(sha256(convert_to(row_text, 'UTF8')), 'hex'))::bit(256);\n"
+            "  END IF;\n"
+            "  IF TG_OP <> 'DELETE' THEN\n"
+            "    IF kind = 'r' THEN\n"
+            "      row_text := concat('r ', NEW.migration_id, ' ', NEW.up_checksum, ' ', NEW.down_checksum);\n"
+            "    ELSE\n"
+            "      row_text := concat(kind, ' ', NEW.migration_id);\n"
+            "    END IF;\n"
+            "    delta := delta # ('x' || encode(sha256(convert_to(row_text, 'UTF8')), 'hex'))::bit(256);\n"
+            "  END IF;\n"
+            "  UPDATE {h} SET digest = digest # delta;\n"
+            "  RETURN NULL;\n"
+            "END\n"
+            "$z4j$;\n"
+            "COMMENT ON FUNCTION {fn}() IS 'z4j-migrate: keeps the head digest in step with the bookkeeping tables';\n"
+            "{triggers}"
+        ).format(h=t(HEAD_TABLE), fn=t(HEAD_FUNCTION), triggers=_head_triggers(schema)),
+        "rebuild_head": sql.SQL(
+            "LOCK TABLE {m}, {r}, {p} IN SHARE ROW EXCLUSIVE MODE;\n"
+            "DELETE FROM {h};\n"
+            "INSERT INTO {h} (digest) SELECT "
+            "COALESCE(pg_catalog.bit_xor(d), pg_catalog.repeat('0', 256)::bit(256)) FROM ("
+            "SELECT pg_catalog.concat('m ', migration_id) AS t FROM {m} UNION ALL "
+            "SELECT pg_catalog.concat('r ', migration_id, ' ', up_checksum, ' ', down_checksum) FROM {r} UNION ALL "
+            "SELECT pg_catalog.concat('p ', migration_id) FROM {p}) rows_, LATERAL (SELECT pg_catalog.concat('x', "
+            "pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(rows_.t, 'UTF8')), 'hex'))::bit(256) AS d) h_ "
+        ).format(h=t(HEAD_TABLE), m=t("_yoyo_migration"), r=t("_z4j_migrate_revision"), p=t("_z4j_migrate_progress")),
         "stored_down": sql.SQL(
             "SELECT migration_id, down_sql, down_transactional FROM {r} WHERE migration_id = ANY(%s)"
         ).format(r=t("_z4j_migrate_revision")),
@@ -219,25 +332,64 @@ def _regclass(schema: str, table: str) -> str:
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table)).as_string(None)
 
 
-def read_state(
-    conn: psycopg.Connection, schema: str, extensions: tuple[str, ...] | None, *, details: bool = True
-) -> DbState:
-    """Two statements: probe the tables and extensions, then read the history.
+def _read_refused(conn: psycopg.Connection, schema: str, exc: pgerrors.InsufficientPrivilege) -> PrivilegeError:
+    role = conn.info.user
+    return PrivilegeError(
+        f"role {role} may not read the bookkeeping tables in schema {schema} ({exc.diag.message_primary}): "
+        f"z4j-migrate needs SELECT, INSERT, UPDATE and DELETE on {schema}.{', '.join(TABLES)}. Connect as "
+        f"the role that owns them, or have it run: GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN "
+        f"SCHEMA {schema} TO {role}. Nothing was changed."
+    )
 
-    Probing first means no statement can fail on a missing table, so a run never
-    writes an ERROR line to the server log (stock yoyo's probes write two).
+
+def probe(conn: psycopg.Connection, schema: str, extensions: tuple[str, ...] | None) -> Probe:
+    """Which bookkeeping tables exist, and which of `extensions` (None: all) are installed.
+
+    Catalog lookups only, so it cannot fail on a missing table: a run never writes an
+    ERROR line to the server log (stock yoyo's probes write two).
+    """
+    wanted = None if extensions is None else list(extensions)
+    yoyo, ours, head, installed = conn.execute(
+        _q(schema)["probe"],
+        (
+            _regclass(schema, "_yoyo_migration"),
+            _regclass(schema, "_z4j_migrate_revision"),
+            _regclass(schema, HEAD_TABLE),
+            wanted,
+            wanted,
+        ),
+    ).fetchone()  # type: ignore[misc]
+    return Probe(bool(yoyo), bool(ours), bool(head and yoyo and ours), frozenset(installed))
+
+
+def read_head(conn: psycopg.Connection, schema: str) -> int | None:
+    """The stored head digest (one row of one table); None when missing, doubled or invalidated."""
+    try:
+        rows = conn.execute(_q(schema)["head"]).fetchall()
+    except pgerrors.InsufficientPrivilege as exc:
+        raise _read_refused(conn, schema, exc) from None
+    return int(rows[0][0], 2) if len(rows) == 1 and rows[0][0] is not None else None
+
+
+def read_state(
+    conn: psycopg.Connection,
+    schema: str,
+    extensions: tuple[str, ...] | None,
+    *,
+    details: bool = True,
+    probed: Probe | None = None,
+) -> DbState:
+    """The whole history: the probe (unless given), then one statement reading every bookkeeping row.
+
     `details=False`: applied rows carry no applied_at, duration or down_transactional
     (upgrade's checks need ids and checksums only). `extensions=None`: report every
     installed extension.
     """
     q = _q(schema)
-    wanted = None if extensions is None else list(extensions)
     cur = conn.cursor()
     try:
-        yoyo_exists, ours_exists, installed = cur.execute(
-            q["probe"],
-            (_regclass(schema, "_yoyo_migration"), _regclass(schema, "_z4j_migrate_revision"), wanted, wanted),
-        ).fetchone()  # type: ignore[misc]
+        found = probed if probed is not None else probe(conn, schema, extensions)
+        yoyo_exists, ours_exists, installed = found.yoyo, found.ours, found.extensions
         if yoyo_exists and ours_exists:
             rows = cur.execute(q["state"] if details else q["state_lean"]).fetchall()
         elif yoyo_exists:
@@ -245,13 +397,7 @@ def read_state(
         else:
             rows = []
     except pgerrors.InsufficientPrivilege as exc:
-        role = conn.info.user
-        raise PrivilegeError(
-            f"role {role} may not read the bookkeeping tables in schema {schema} ({exc.diag.message_primary}): "
-            f"z4j-migrate needs SELECT, INSERT, UPDATE and DELETE on {schema}.{', '.join(TABLES)}. Connect as "
-            f"the role that owns them, or have it run: GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN "
-            f"SCHEMA {schema} TO {role}. Nothing was changed."
-        ) from None
+        raise _read_refused(conn, schema, exc) from None
     applied: dict[str, AppliedRow] = {}
     progress: dict[str, ProgressRow] = {}
     if yoyo_exists and ours_exists:
@@ -270,14 +416,19 @@ def read_state(
     elif yoyo_exists:
         for row in rows:
             applied[row[1]] = AppliedRow(row[1], row[2], row[3], row[4], row[5], row[6])
-    return DbState(bool(ours_exists), bool(yoyo_exists and not ours_exists), applied, progress, frozenset(installed))
+    return DbState(
+        bool(ours_exists), bool(yoyo_exists and not ours_exists), applied, progress, frozenset(installed), found.head
+    )
 
 
 def ensure_tables(conn: psycopg.Connection, schema: str) -> None:
-    """Create the bookkeeping tables if missing (called under the migration lock)."""
+    """Create the bookkeeping tables and the head digest if missing (called under the migration lock)."""
+    q = _q(schema)
     try:
         with conn.transaction():
-            conn.execute(_q(schema)["create"])
+            conn.execute(q["create"])
+            conn.execute(q["create_head"])
+            conn.execute(q["rebuild_head"])  # the rows stock yoyo may have left
     except pgerrors.InsufficientPrivilege as exc:
         role = conn.info.user
         raise PrivilegeError(
@@ -285,6 +436,24 @@ def ensure_tables(conn: psycopg.Connection, schema: str) -> None:
             f"({exc.diag.message_primary}): the first run needs CREATE on schema {schema}. Run it as the "
             f"schema owner, or have the owner run: GRANT CREATE ON SCHEMA {schema} TO {role}. Nothing was changed."
         ) from None
+
+
+def repair_head(conn: psycopg.Connection, schema: str, *, create: bool) -> bool:
+    """Recompute the head digest from the tables (creating its table and triggers first if `create`).
+
+    Under the migration lock. Returns False, changing nothing, when the role may not do it
+    (creating triggers needs the tables' owner): the start-up check then keeps reading the
+    whole history, which is slower but just as correct.
+    """
+    q = _q(schema)
+    try:
+        with conn.transaction():
+            if create:
+                conn.execute(q["create_head"])
+            conn.execute(q["rebuild_head"])
+    except pgerrors.InsufficientPrivilege:
+        return False
+    return True
 
 
 @lru_cache(maxsize=1)

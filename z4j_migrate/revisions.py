@@ -20,7 +20,7 @@ from .errors import ConfigError, RevisionFileError
 CHECKSUM_ALGORITHM = "sha256"
 CONFIG_FILE = "z4j-migrate.toml"
 
-_NAME = re.compile(r"^(?P<version>\d{4,})_(?P<slug>[a-z0-9]+(?:_[a-z0-9]+)*)\.(?P<kind>up|down)\.sql$")
+REVISION_FILE_NAME = re.compile(r"^(?P<version>\d{4,})_(?P<slug>[a-z0-9]+(?:_[a-z0-9]+)*)\.(?P<kind>up|down)\.sql$")
 _DIRECTIVE = re.compile(r"^--\s*(?P<key>[A-Za-z][A-Za-z_-]*)\s*:(?P<value>.*)$")
 _UP_KEYS = frozenset({"message", "transactional", "destructive"})
 _DOWN_KEYS = frozenset({"transactional", "irreversible", "preflight"})
@@ -243,7 +243,7 @@ def parse_stored_down(rev_id: str, text: str, transactional: bool) -> Revision:
     )
 
 
-def _read_config(directory: Path) -> tuple[str, ...]:
+def read_config(directory: Path) -> tuple[str, ...]:
     path = directory / CONFIG_FILE
     if not path.exists():
         return ()
@@ -313,7 +313,7 @@ def discover(directory: str | os.PathLike[str]) -> RevisionSet:
     for name in _list_dir(directory):
         if name.startswith(".") or not name.endswith(".sql"):
             continue
-        match = _NAME.match(name)
+        match = REVISION_FILE_NAME.match(name)
         if match is None:
             raise RevisionFileError(
                 "malformed revision file name; expected NNNN_slug.up.sql or NNNN_slug.down.sql "
@@ -349,4 +349,4 @@ def discover(directory: str | os.PathLike[str]) -> RevisionSet:
         if dir_fd >= 0:
             os.close(dir_fd)
     revisions.sort(key=lambda r: r.version)
-    return RevisionSet(directory, tuple(revisions), _read_config(directory))
+    return RevisionSet(directory, tuple(revisions), read_config(directory))
