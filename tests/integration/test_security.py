@@ -226,6 +226,11 @@ SHADOWED_FUNCTIONS = [
     ("timezone", "text, timestamptz", "timestamp", "'2000-01-01'"),
     ("pg_backend_pid", "", "integer", "0"),
     ("current_database", "", "name", "'decoy'"),
+    # what the head digest's rebuild uses (the trigger function pins its own search_path)
+    ("sha256", "bytea", "bytea", "'\\x00'::bytea"),
+    ("encode", "bytea, text", "text", "'00'"),
+    ("convert_to", "text, name", "bytea", "'\\x00'::bytea"),
+    ("repeat", "text, integer", "text", "'0'"),
 ]
 SHADOWED_RELATIONS = [
     "pg_locks",
@@ -236,7 +241,14 @@ SHADOWED_RELATIONS = [
     "pg_namespace",
     "pg_extension",
 ]
-DECOY_BOOKKEEPING = ["_yoyo_migration", "_yoyo_log", "_yoyo_version", "_z4j_migrate_revision", "_z4j_migrate_progress"]
+DECOY_BOOKKEEPING = [
+    "_yoyo_migration",
+    "_yoyo_log",
+    "_yoyo_version",
+    "_z4j_migrate_revision",
+    "_z4j_migrate_progress",
+    "_z4j_migrate_head",
+]
 
 
 def _plant_decoys(url: str) -> None:
