@@ -127,7 +127,10 @@ def read(directory: Path) -> Manifest | None:
     for line in text[end + 1 :].split("\n"):
         name, _, value = line.partition(" ")
         if name == "head":
-            head = int(value, 16)
+            try:
+                head = int(value, 16)
+            except ValueError:
+                return None
         elif name == "extensions":
             extensions = tuple(value.split())
         elif name and name != "files":
@@ -154,6 +157,8 @@ def trusted(directory: Path) -> Manifest | None:
         return None
     try:
         raw = b"".join(iter(lambda: os.read(fd, 1 << 20), b""))
+    except OSError:  # e.g. a directory of that name
+        return None
     finally:
         os.close(fd)
     marker = raw.find(b"\ntotal ")
@@ -228,9 +233,9 @@ def write(directory: Path, text: str) -> bool:
     """Write the manifest if its content changes; returns whether it did."""
     path = directory / MANIFEST_FILE
     try:
-        if path.read_text(encoding="utf-8") == text:
+        if path.read_bytes() == text.encode("utf-8"):  # bytes: a CRLF copy must be rewritten
             return False
-    except (OSError, UnicodeDecodeError):
+    except OSError:
         pass
     tmp = path.with_name(f".{MANIFEST_FILE}.tmp")
     tmp.write_text(text, encoding="utf-8", newline="\n")

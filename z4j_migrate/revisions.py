@@ -250,8 +250,8 @@ def read_config(directory: Path) -> tuple[str, ...]:
     import tomllib  # only when there is a config file: it costs import time on every start
 
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        data = tomllib.loads(normalise(path.read_bytes(), str(path)))  # BOM and CRLF as for revisions
+    except tomllib.TOMLDecodeError as exc:
         raise RevisionFileError(f"cannot be parsed: {exc}.", path=str(path)) from None
     unknown = set(data) - {"extensions"}
     if unknown:
