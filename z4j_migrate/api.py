@@ -273,10 +273,12 @@ def _upgrade_locked(
     from .runner import apply_revision, invalid_index_hint
     from .sqlcheck import check_revision
 
+    has_head = state.has_head
     if not state.bookkeeping:
         record.ensure_tables(conn, settings.schema)
-    elif not state.has_head:  # bookkeeping made by an older z4j-migrate: track from now on
-        record.repair_head(conn, settings.schema, create=True)
+        has_head = True
+    elif not has_head:  # bookkeeping made before the head digest existed: track from now on
+        has_head = record.repair_head(conn, settings.schema, create=True)
     created = ensure_extensions(conn, revset.extensions, state.extensions)
     pending = plan_upgrade(revset.revisions, state, target)
     for revision in pending:  # parse everything before running anything
@@ -292,12 +294,17 @@ def _upgrade_locked(
                     "z4j-migrate again to resume."
                 )
     applied = []
-    for revision in pending:
-        duration = apply_revision(
-            conn, settings.schema, revision, retries=settings.lock_retries, progress=state.in_progress.get(revision.id)
-        )
-        log.info("applied %s (%s) in %.0f ms", revision.id, revision.message, duration)
-        applied.append(RevisionRun(revision.id, duration))
+    with record.head_recomputed(conn, settings.schema, exists=has_head):
+        for revision in pending:
+            duration = apply_revision(
+                conn,
+                settings.schema,
+                revision,
+                retries=settings.lock_retries,
+                progress=state.in_progress.get(revision.id),
+            )
+            log.info("applied %s (%s) in %.0f ms", revision.id, revision.message, duration)
+            applied.append(RevisionRun(revision.id, duration))
     return UpgradeResult(applied=tuple(applied), unknown=_unknown(revset, state), created_extensions=tuple(created))
 
 
@@ -428,16 +435,17 @@ def downgrade(
             run_preflights(conn, locked_plan)
             state = record.read_state(conn, settings.schema, (), details=False)  # for the journal
             done = []
-            for step in locked_plan:
-                duration = rollback_revision(
-                    conn,
-                    settings.schema,
-                    step.revision,
-                    retries=settings.lock_retries,
-                    progress=state.in_progress.get(step.revision.id),
-                )
-                log.info("rolled back %s in %.0f ms", step.revision.id, duration)
-                done.append(RevisionRun(step.revision.id, duration))
+            with record.head_recomputed(conn, settings.schema, exists=state.has_head):
+                for step in locked_plan:
+                    duration = rollback_revision(
+                        conn,
+                        settings.schema,
+                        step.revision,
+                        retries=settings.lock_retries,
+                        progress=state.in_progress.get(step.revision.id),
+                    )
+                    log.info("rolled back %s in %.0f ms", step.revision.id, duration)
+                    done.append(RevisionRun(step.revision.id, duration))
     return DowngradeResult(rolled_back=tuple(done))
 
 

@@ -41,7 +41,14 @@ def connect(settings: Settings) -> psycopg.Connection:
     """
     params = settings.database.params
     options = " ".join(
-        filter(None, [params.get("options", ""), f"-c lock_timeout={int(settings.statement_lock_timeout * 1000)}"])
+        filter(
+            None,
+            [
+                params.get("options", ""),
+                f"-c lock_timeout={int(settings.statement_lock_timeout * 1000)}",
+                "-c z4j_migrate.writer=on",  # record.WRITER_SETTING: the head triggers skip our own writes
+            ],
+        )
     )
     deadline = time.monotonic() + settings.connect_wait
     delay = 0.1

@@ -31,7 +31,7 @@ def accept_edit(settings: Settings, rev_id: str) -> None:
         from .sqlcheck import check_revision
 
         check_revision(revision)
-        with conn.transaction():
+        with record.head_recomputed(conn, settings.schema, exists=state.has_head), conn.transaction():
             cur = conn.cursor()
             if rev_id in drift.unverified:  # applied by stock yoyo: adopt it with today's files
                 record.record_applied(cur, settings.schema, revision, duration_ms=0.0)
@@ -57,7 +57,7 @@ def resolve_partial(settings: Settings, rev_id: str, *, applied: bool) -> None:
                 f"resolve: {rev_id} has not stopped part-way; nothing to resolve (see z4j-migrate status)."
             )
         revision = revset.by_id().get(rev_id)
-        with conn.transaction():
+        with record.head_recomputed(conn, settings.schema, exists=state.has_head), conn.transaction():
             cur = conn.cursor()
             finished = applied if progress.direction == "apply" else not applied
             if progress.direction == "apply" and applied:

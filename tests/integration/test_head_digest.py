@@ -63,6 +63,49 @@ def test_triggers_keep_the_digest_equal_to_a_full_recomputation(database_url, mi
     assert _stored(database_url) == 0 == _recomputed(database_url)
 
 
+def test_foreign_writes_keep_the_digest_equal_to_a_full_recomputation(database_url, migrations):
+    """Writers that are not z4j-migrate (stock yoyo, an operator's psql) go through the triggers."""
+    _fill(migrations, 4)
+    z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations)
+    rng = random.Random(7)
+    ops = [
+        "INSERT INTO _yoyo_migration VALUES (md5('{n}') || md5('{n}'), 'x{n}', now())",
+        "DELETE FROM _yoyo_migration WHERE migration_id = (SELECT min(migration_id) FROM _yoyo_migration)",
+        "UPDATE _yoyo_migration SET applied_at_utc = now()",  # no digest input changes: delta 0
+        "INSERT INTO _z4j_migrate_revision (migration_hash, migration_id, version, up_checksum, down_checksum, "
+        "down_sql, down_transactional) VALUES (md5('r{n}'), 'r{n}', {n}, 'sha256:u{n}', 'sha256:d{n}', '', true)",
+        "UPDATE _z4j_migrate_revision SET up_checksum = up_checksum || 'x' "
+        "WHERE migration_id = (SELECT max(migration_id) FROM _z4j_migrate_revision)",
+        "DELETE FROM _z4j_migrate_revision WHERE migration_id = (SELECT max(migration_id) FROM _z4j_migrate_revision)",
+        "INSERT INTO _z4j_migrate_progress (migration_id, direction, statements_done, statements_total) "
+        "VALUES ('p{n}', 'apply', 1, 2)",
+        "DELETE FROM _z4j_migrate_progress WHERE migration_id = (SELECT min(migration_id) FROM _z4j_migrate_progress)",
+    ]
+    before = _stored(database_url)
+    for n in range(40):
+        query(database_url, rng.choice(ops).format(n=n))
+        assert _stored(database_url) == _recomputed(database_url), n
+    assert _stored(database_url) != before
+
+
+def test_a_run_recomputes_the_digest_even_when_a_revision_fails(database_url, migrations):
+    """z4j-migrate's own writes skip the triggers (z4j_migrate.writer=on): the digest is NULL while a
+    run writes and is recomputed at its end, also when it stops on an error."""
+    _fill(migrations, 2)
+    write_pair(migrations, "0003_bad", "CREATE TABLE t3 (id int); SELECT 1/0;", "DROP TABLE t3;")
+    with pytest.raises(z4j_migrate.RevisionFailed):
+        z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations)
+    assert applied_ids(database_url) == ["0001_t1", "0002_t2"]
+    assert _stored(database_url) == _recomputed(database_url) == _expected(migrations, ["0001_t1", "0002_t2"])
+    with psycopg.connect(database_url, autocommit=True, options="-c z4j_migrate.writer=on") as conn:
+        conn.execute("DELETE FROM _z4j_migrate_progress")  # no row: nothing to show
+        conn.execute(
+            "INSERT INTO _z4j_migrate_progress (migration_id, direction, statements_done, "
+            "statements_total) VALUES ('zz', 'apply', 0, 1)"
+        )
+    assert _stored(database_url) != _recomputed(database_url)  # skipped: only our runs may set it
+
+
 def test_a_hand_edit_of_the_history_is_seen_and_the_revision_applied_again(database_url, migrations):
     """An operator undoes 0003 by hand and deletes its rows: the next start-up must not call that a no-op."""
     _fill(migrations, 3)
