@@ -317,7 +317,7 @@ def build_cli() -> Any:
         revset = discover(directory or os.environ.get(ENV_MIGRATIONS_DIR) or BUNDLED_DIR)
         for revision in revset.revisions:
             check_revision(revision)
-        stale = manifest.stale_files(revset)
+        stale = manifest.stale_files(revset, thorough=True)
         if stale:
             raise RevisionFileError(manifest.stale_message(revset.directory, stale))
         print(f"ok: {len(revset.revisions)} revision(s) in {revset.directory}")

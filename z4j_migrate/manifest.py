@@ -82,6 +82,10 @@ def render(files: dict[str, str], extensions: tuple[str, ...]) -> str:
 
 def for_revisions(revset: RevisionSet) -> str:
     """The manifest a fully parsed directory should have."""
+    return render(_checksums(revset), revset.extensions)
+
+
+def _checksums(revset: RevisionSet) -> dict[str, str]:
     files = {}
     for rev in revset.revisions:
         files[os.path.basename(rev.up.path)] = rev.up.checksum
@@ -89,7 +93,7 @@ def for_revisions(revset: RevisionSet) -> str:
     config = revset.directory / CONFIG_FILE
     if os.path.exists(config):
         files[CONFIG_FILE] = checksum(normalise(config.read_bytes(), str(config)))
-    return render(files, revset.extensions)
+    return files
 
 
 def for_directory(directory: Path) -> str:
@@ -197,28 +201,33 @@ def trusted(directory: Path) -> Manifest | None:
     return Manifest(directory / MANIFEST_FILE, head, tuple(ext_line[10:].decode("utf-8").split()), {})
 
 
-def stale_files(revset: RevisionSet) -> list[str] | None:
-    """Files whose manifest entry is wrong or missing (or listed and gone); None without a manifest."""
+def stale_files(revset: RevisionSet, *, thorough: bool = False) -> list[str] | None:
+    """Files whose manifest entry is wrong or missing (or listed and gone); None without a manifest.
+
+    Compares checksums entry by entry (about 1 ms for 1000 revisions: status and every run that
+    executes revisions call it). `thorough` (check) also requires the file to be byte for byte
+    what `hash` would write now, which catches a hand-made head or files line too.
+    """
     path = revset.directory / MANIFEST_FILE
     if not os.path.exists(path):
         return None
-    want = _entries(for_revisions(revset))
-    try:
-        have = _entries(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError):
-        have = {}
-    if read(revset.directory) is None:  # damaged or hand-edited: everything is suspect
+    want = _checksums(revset)
+    found = read(revset.directory)
+    if found is None:  # damaged or hand-edited: everything is suspect
         return sorted(want) or [MANIFEST_FILE]
-    return sorted(n for n in want.keys() | have.keys() if want.get(n) != have.get(n))
-
-
-def _entries(text: str) -> dict[str, str]:
-    entries = {}
-    for line in text.split("\n"):
-        name, _, value = line.partition(" ")
-        if name and not name.startswith("#") and name not in ("total", "head", "extensions", "files"):
-            entries[name] = value
-    return entries
+    stale = sorted(n for n in want.keys() | found.files.keys() if want.get(n) != found.files.get(n))
+    if stale:
+        return stale
+    if found.extensions != revset.extensions:
+        return [MANIFEST_FILE]
+    if thorough:
+        try:
+            same = path.read_bytes() == render(want, revset.extensions).encode("utf-8")
+        except OSError:
+            same = False
+        if not same:
+            return [MANIFEST_FILE]
+    return []
 
 
 def stale_message(directory: Path, stale: list[str]) -> str:

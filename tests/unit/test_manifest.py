@@ -624,3 +624,17 @@ def test_a_directory_named_like_the_manifest_is_not_trusted(tmp_path: Path) -> N
     _manifest_path(tmp_path).mkdir()
     assert manifest.trusted(tmp_path) is None
     assert manifest.read(tmp_path) is None
+
+
+def test_only_the_thorough_check_catches_a_forged_head_with_a_recomputed_total(hashed: Path) -> None:
+    """A head line edited by hand, with the total made to match: entries still agree, so status and the
+    runs (entry comparison) say fresh; `check` (thorough) compares with what hash would write."""
+    path = _manifest_path(hashed)
+    text = path.read_text(encoding="utf-8")
+    marker = text.index("\ntotal ")
+    end = text.index("\n", marker + 1)
+    body = _flip_hex(text[end + 1 :].split("\n", 1)[0]) + "\n" + text[end + 1 :].split("\n", 1)[1]
+    path.write_text(f"{text[: marker + 1]}total {manifest._total(body)}\n{body}", encoding="utf-8", newline="\n")
+    assert manifest.read(hashed) is not None  # the total verifies
+    assert manifest.stale_files(discover(hashed)) == []
+    assert manifest.stale_files(discover(hashed), thorough=True) == [MANIFEST_FILE]
