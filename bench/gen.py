@@ -8,7 +8,10 @@ the workload. The SQL avoids `%` and `:name`, so no tool needs escaping (Alembic
 so statement splitters are exercised.
 
 Layouts written under `<out>/<N>/`:
-  z4j/      NNNN_slug.up.sql + NNNN_slug.down.sql (`-- message:` header)
+  z4j/      NNNN_slug.up.sql + NNNN_slug.down.sql (`-- message:` header) + z4j-migrate.sum (the
+            checksum manifest `z4j-migrate hash` writes, as a project following the docs ships it;
+            re-rendered on every call, so it is never stale, not even after a library change)
+  z4j-nosum/ the same .sql files without z4j-migrate.sum (the start-up check hashes every file)
   yoyo/     NNNN_slug.sql + NNNN_slug.rollback.sql (yoyo's stock layout)
   dbmate/   NNNN_slug.sql with `-- migrate:up` / `-- migrate:down`
   alembic/  alembic.ini, env.py (stock online env.py), versions/NNNN_slug.py with op.execute
@@ -251,6 +254,25 @@ def _alembic_files(folder: Path, revs: list[Rev]) -> None:
         prev = f"r{r.version:04d}"
 
 
+def _z4j_manifests(base: Path) -> None:
+    """z4j/z4j-migrate.sum as `z4j-migrate hash` writes it for the files there now (rewritten only when its
+    content changes), and none in z4j-nosum/. Checked by reading both back, so a stale or missing manifest
+    (or a stray one in z4j-nosum/) fails here rather than silently timing the wrong start-up path."""
+    from z4j_migrate import manifest
+    from z4j_migrate.revisions import discover
+
+    with_sum, without = base / "z4j", base / "z4j-nosum"
+    manifest.write(with_sum, manifest.for_revisions(discover(with_sum)))
+    (without / manifest.MANIFEST_FILE).unlink(missing_ok=True)
+    if manifest.stale_files(discover(with_sum)) != [] or manifest.trusted(with_sum) is None:
+        raise RuntimeError(f"{with_sum / manifest.MANIFEST_FILE} is stale or not trusted after writing it")
+    if manifest.stale_files(discover(without)) is not None:
+        raise RuntimeError(f"{without} has a {manifest.MANIFEST_FILE}")
+    files = {p.name: p.read_bytes() for p in with_sum.glob("*.sql")}
+    if files != {p.name: p.read_bytes() for p in without.glob("*.sql")}:
+        raise RuntimeError(f"{with_sum} and {without} hold different revision files")
+
+
 def write_sets(out: Path, sizes: list[int]) -> dict[int, Path]:
     """Render every layout for every N; returns {N: set directory}. Idempotent per (N, seed)."""
     dirs = {}
@@ -258,20 +280,22 @@ def write_sets(out: Path, sizes: list[int]) -> dict[int, Path]:
         base = out / str(n)
         stamp = base / "manifest.json"
         revs = revisions(n)
-        manifest = {"n": n, "seed": SEED, "kinds": {}, "up_bytes": sum(len(r.up) for r in revs), "generator": 3}
+        manifest = {"n": n, "seed": SEED, "kinds": {}, "up_bytes": sum(len(r.up) for r in revs), "generator": 4}
         for r in revs:
             manifest["kinds"][r.kind] = manifest["kinds"].get(r.kind, 0) + 1
         if stamp.exists() and json.loads(stamp.read_text()) == manifest:
+            _z4j_manifests(base)
             dirs[n] = base
             continue
         shutil.rmtree(base, ignore_errors=True)
-        for sub in ("z4j", "yoyo", "dbmate", "psql"):
+        for sub in ("z4j", "z4j-nosum", "yoyo", "dbmate", "psql"):
             (base / sub).mkdir(parents=True)
         up_tx = [f"CREATE TABLE IF NOT EXISTS {FLOOR_TABLE} (version text PRIMARY KEY, applied_at timestamptz);\n"]
         down_tx = []
         for r in revs:
-            (base / "z4j" / f"{r.id}.up.sql").write_text(f"-- message: {r.kind} ({r.slug})\n\n{r.up}", "utf-8")
-            (base / "z4j" / f"{r.id}.down.sql").write_text(r.down, "utf-8")
+            for sub in ("z4j", "z4j-nosum"):
+                (base / sub / f"{r.id}.up.sql").write_text(f"-- message: {r.kind} ({r.slug})\n\n{r.up}", "utf-8")
+                (base / sub / f"{r.id}.down.sql").write_text(r.down, "utf-8")
             (base / "yoyo" / f"{r.id}.sql").write_text(r.up, "utf-8")
             (base / "yoyo" / f"{r.id}.rollback.sql").write_text(r.down, "utf-8")
             (base / "dbmate" / f"{r.id}.sql").write_text(f"-- migrate:up\n{r.up}\n-- migrate:down\n{r.down}", "utf-8")
@@ -284,6 +308,7 @@ def write_sets(out: Path, sizes: list[int]) -> dict[int, Path]:
         (base / "psql" / "up.sql").write_text("".join(r.up for r in revs), "utf-8")
         (base / "psql" / "down.sql").write_text("".join(r.down for r in reversed(revs)), "utf-8")
         _alembic_files(base / "alembic", revs)
+        _z4j_manifests(base)
         stamp.write_text(json.dumps(manifest, indent=1))
         dirs[n] = base
     return dirs

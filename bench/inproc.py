@@ -6,7 +6,10 @@ runs the library call, times it with perf_counter and answers one JSON line on i
 original stdout. Whatever the tools print goes to /dev/null. Every call opens its own
 connection, as a start-up call does.
 
-    python bench/inproc.py z4j|yoyo|alembic|pyfloor
+    python bench/inproc.py z4j|z4j-nosum|yoyo|alembic|pyfloor
+
+z4j-nosum is the z4j worker under another name: the same library calls, which the harness points at
+a copy of the revision directory without z4j-migrate.sum.
 """
 
 from __future__ import annotations
@@ -117,7 +120,8 @@ def peak_rss_kb() -> int:
 
 def main() -> None:
     tool = sys.argv[1]
-    ops = {"z4j": z4j_ops, "yoyo": yoyo_ops, "alembic": alembic_ops, "pyfloor": pyfloor_ops}[tool]()
+    makers = {"z4j": z4j_ops, "z4j-nosum": z4j_ops, "yoyo": yoyo_ops, "alembic": alembic_ops, "pyfloor": pyfloor_ops}
+    ops = makers[tool]()
     ops["select1"] = _select1
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     null = os.open(os.devnull, os.O_WRONLY)

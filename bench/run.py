@@ -9,7 +9,8 @@ same synthetic revision sets (N = 10, 100, 1000; bench/gen.py):
    operation come from that log;
 2. time whole processes (as a deploy script runs them): full apply from empty, then full
    rollback, in rounds (every tool once per round, the order rotated), then no-op apply
-   and status;
+   and status; z4j-nosum (z4j-migrate on the same files without z4j-migrate.sum) takes part
+   in no-op and status only, against the database z4j migrated;
 3. time library calls in-process (bench/inproc.py: psycopg and the library already
    imported; each call opens its own connection);
 4. the bundled z4j set: upgrade head, no-op, downgrade base, and the full round trip;
@@ -65,22 +66,28 @@ TOOLS = {
     "py-select1": ('python -c "import psycopg; connect; SELECT 1"', ("noop", "status")),
     "pyfloor": ("python floor (bench/pyfloor.py, psycopg)", ("apply", "noop", "status", "rollback")),
     "z4j": ("z4j-migrate", ("apply", "noop", "status", "rollback")),
+    "z4j-nosum": ("z4j-migrate without z4j-migrate.sum (hashes every file)", ("noop", "status")),
     "yoyo": ("yoyo (stock CLI)", ("apply", "noop", "status", "rollback")),
     "alembic": ("alembic (stock env.py)", ("apply", "noop", "status", "rollback")),
     "dbmate": ("dbmate (native binary)", ("apply", "noop", "status", "rollback")),
 }
-INPROC = ("pyfloor", "z4j", "yoyo", "alembic")
+INPROC = ("pyfloor", "z4j", "z4j-nosum", "yoyo", "alembic")
+# Variants that measure another tool's database as that tool left it (they apply nothing themselves):
+# z4j-nosum is z4j-migrate on a copy of the z4j directory without z4j-migrate.sum, so the same .sql
+# files and checksums, against the database "z4j" migrated.
+SHARES_DB = {"z4j-nosum": "z4j"}
 BOOKKEEPING = {
     "psql-tx": "_floor_migrations",
     "pyfloor": "_floor_migrations",
     "z4j": "_yoyo_migration",
+    "z4j-nosum": "_yoyo_migration",
     "yoyo": "_yoyo_migration",
     "dbmate": "schema_migrations",
 }
 
 
 def db_of(tool: str) -> str:
-    return "b_" + tool.replace("-", "_")
+    return "b_" + SHARES_DB.get(tool, tool).replace("-", "_")
 
 
 class Bench:
@@ -88,6 +95,7 @@ class Bench:
         self.args = args
         self.sizes = [int(s) for s in args.sizes.split(",")]
         self.skip = set(filter(None, args.skip.split(",")))
+        self.skip |= {variant for variant, owner in SHARES_DB.items() if owner in self.skip}
         self.tools = [t for t in TOOLS if t not in self.skip]
         self.inproc = [t for t in INPROC if t not in self.skip]
         self.results: dict = {
@@ -141,8 +149,8 @@ class Bench:
         if tool == "pyfloor":
             verb = {"noop": "apply"}.get(op, op)
             return [py, str(HERE / "pyfloor.py"), verb, url, str(base / "z4j")], self.env
-        if tool == "z4j":
-            env = dict(self.env, Z4J_DATABASE_URL=url, Z4J_MIGRATIONS_DIR=str(base / "z4j"))
+        if tool in ("z4j", "z4j-nosum"):
+            env = dict(self.env, Z4J_DATABASE_URL=url, Z4J_MIGRATIONS_DIR=self.set_dir(tool, n))
             cli = str(VENV_BIN / "z4j-migrate")
             args = {"apply": [cli], "noop": [cli], "status": [cli, "status"], "rollback": [cli, "downgrade"]}[op]
             return args + (["--to", "base", "-y"] if op == "rollback" else []), env
@@ -231,8 +239,8 @@ class Bench:
         self.cluster.start()
         self.admin = Admin(self.cluster.url)
         self.serverlog = ServerLog(self.cluster.log_path)
-        for tool in [*self.tools, "bundled"]:
-            self.admin.create_db(db_of(tool))
+        for db in dict.fromkeys(db_of(tool) for tool in [*self.tools, "bundled"]):
+            self.admin.create_db(db)
         self.results["meta"] = self.versions()
         self.log(f"cluster {self.cluster.url} (PostgreSQL {self.cluster.major_version}); sets in {OUT / 'sets'}")
 
@@ -246,6 +254,20 @@ class Bench:
             ops = TOOLS[tool][1]
             row = {"n": n, "tool": tool}
             try:
+                owner = SHARES_DB.get(tool)
+                if owner is not None:  # the owner's database as the owner migrates it (untimed, uncounted)
+                    self.run(owner, "apply", n)
+                    fp = fingerprint(self.admin, db)
+                    row.update(
+                        fingerprint=fp.short,
+                        reference=reference.short,
+                        tables=fp.tables,
+                        after_apply=self.bookkeeping(tool, n),
+                        applied_by=owner,
+                    )
+                    if fp.digest != reference.digest:
+                        raise BenchError(f"{tool} N={n}: catalog fingerprint {fp.short} != floor {reference.short}")
+                    self.expect_applied(tool, n, True)
                 if "apply" in ops:
                     mark = self.serverlog.mark()
                     ms, _ = self.run(tool, "apply", n)
@@ -272,7 +294,7 @@ class Bench:
                     self.run(tool, op, n)
                     c = self.serverlog.counts(mark, db)
                     self.results["counts"][f"{op}|{n}|{tool}"] = c.as_dict()
-                    if tool == "z4j" and op == "noop":
+                    if tool in ("z4j", *SHARES_DB) and op == "noop":
                         self.results["counts"][f"{op}|{n}|{tool}"]["texts"] = c.statement_texts
                 if tool in self.inproc:
                     mark = self.serverlog.mark()
@@ -283,10 +305,16 @@ class Bench:
                         mods = self.workers[tool].modules()
                         heavy = [m for m in ("yoyo", "pglast", "click", "sqlparse", "z4j_migrate.runner") if m in mods]
                         self.results["noop_imports_inproc"] = heavy
-                if "apply" in ops:
+                if "apply" in ops or owner is not None:
                     fp_after_noop = fingerprint(self.admin, db)
                     if fp_after_noop.digest != reference.digest:
                         raise BenchError(f"{tool} N={n}: the no-op changed the catalog")
+                    self.expect_applied(tool, n, True)
+                if owner is not None:  # leave the database empty, as every tool's verification does
+                    self.run(owner, "rollback", n)
+                    row["after_rollback"] = self.bookkeeping(tool, n)
+                    row["left_after_rollback"] = fingerprint(self.admin, db).items
+                    self.expect_applied(tool, n, False)
                 if "rollback" in ops:
                     mark = self.serverlog.mark()
                     self.run(tool, "rollback", n)
@@ -304,7 +332,8 @@ class Bench:
             self.log(f"verified N={n} {tool}: {row.get('fingerprint', '-')} bookkeeping {row.get('after_apply', '-')}")
 
     def set_dir(self, tool: str, n: int) -> str:
-        return str(self.sets[n] / ("alembic" if tool == "alembic" else "yoyo" if tool == "yoyo" else "z4j"))
+        sub = tool if tool in ("alembic", "yoyo", "z4j-nosum") else "z4j"
+        return str(self.sets[n] / sub)
 
     def time_apply_rollback(self, n: int) -> None:
         tools = [t for t in self.tools if "apply" in TOOLS[t][1]]
@@ -325,9 +354,12 @@ class Bench:
     def time_noop_status(self, n: int) -> None:
         tools = [t for t in self.tools if "noop" in TOOLS[t][1]]
         for tool in tools:
-            if tool != "py-select1":
+            if tool != "py-select1" and tool not in SHARES_DB:
                 self.admin.reset(db_of(tool))
                 self.run(tool, "apply", n)
+        for tool in tools:
+            if tool in SHARES_DB:  # measures its owner's database, just migrated above
+                self.expect_applied(tool, n, True)
         warm = 1
         for r in range(warm + self.reps("process", "noop", n)):
             for tool in self.rotate(tools, r):
@@ -351,6 +383,7 @@ class Bench:
                     self.record("inproc", "noop", n, r - warm, tool, noop)
                     self.record("inproc", "status", n, r - warm, tool, status)
         self.log(f"in-process no-op/status N={n}")
+        tools = [t for t in tools if t not in SHARES_DB]  # no-op and status only
         for r in range(self.reps("inproc", "apply", n)):
             for tool in self.rotate(tools, r):
                 if r >= self.reps("inproc", "apply", n, tool):
