@@ -13,7 +13,7 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 
 from .config import Settings
-from .errors import ConnectionFailed, PrivilegeError, Z4jMigrateError
+from .errors import ConfigError, ConnectionFailed, PrivilegeError, Z4jMigrateError
 from .logs import log  # noqa: E402
 
 # libpq messages that no amount of waiting will fix.
@@ -25,6 +25,20 @@ _FATAL_MARKERS = (
     "authentication failed",
     "no password supplied",
 )
+
+
+MIN_SERVER_VERSION = 140000  # CREATE OR REPLACE TRIGGER and bit_xor (the head digest, record.py)
+
+
+def unsupported_server(version: int, display: str) -> str | None:
+    """Why this server cannot be used, or None. Checked on connect (no statement: libpq knows it)."""
+    if version >= MIN_SERVER_VERSION:
+        return None
+    major = str(version // 10000) if version >= 100000 else f"{version // 10000}.{version // 100 % 100}"
+    return (
+        f"{display} runs PostgreSQL {major}, which z4j-migrate does not support: it needs PostgreSQL 14 or "
+        "newer (tested on 15 and 18). Nothing was changed."
+    )
 
 
 def _reason(exc: Exception) -> str:
@@ -62,6 +76,10 @@ def connect(settings: Settings) -> psycopg.Connection:
                 application_name=params.get("application_name", settings.application_name),
                 connect_timeout=params.get("connect_timeout", "10"),
             )
+            problem = unsupported_server(conn.info.server_version, settings.database.display)
+            if problem:
+                conn.close()
+                raise ConfigError(problem)
             return conn
         except psycopg.OperationalError as exc:
             reason = _reason(exc)
