@@ -9,6 +9,8 @@ from pathlib import Path
 
 import psycopg
 
+from z4j_migrate.catalog import BOOKKEEPING_TABLES
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -61,15 +63,7 @@ def applied_ids(url: str) -> list[str]:
     return [r[0] for r in query(url, "SELECT migration_id FROM public._yoyo_migration ORDER BY migration_id")]
 
 
-BOOKKEEPING = {
-    "_yoyo_migration",
-    "_yoyo_log",
-    "_yoyo_version",
-    "_z4j_migrate_revision",
-    "_z4j_migrate_progress",
-    "_z4j_migrate_head",
-    "yoyo_lock",
-}
+BOOKKEEPING = set(BOOKKEEPING_TABLES)  # left out of tables(): the tool's own, not the schema's
 
 
 def state_fingerprint(url: str) -> dict[str, object]:

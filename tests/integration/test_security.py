@@ -20,6 +20,7 @@ from pgauth import login_role, password_checked
 from psycopg import sql
 
 import z4j_migrate
+from z4j_migrate import record
 from z4j_migrate.config import Settings, parse_database_url, settings_from_env
 
 SECRET = "Xy7-Secret-Pw-3141"  # distinctive: appears nowhere unless we leak it
@@ -241,14 +242,7 @@ SHADOWED_RELATIONS = [
     "pg_namespace",
     "pg_extension",
 ]
-DECOY_BOOKKEEPING = [
-    "_yoyo_migration",
-    "_yoyo_log",
-    "_yoyo_version",
-    "_z4j_migrate_revision",
-    "_z4j_migrate_progress",
-    "_z4j_migrate_head",
-]
+DECOY_BOOKKEEPING = list(record.TABLES)  # a decoy of every bookkeeping table z4j-migrate uses
 
 
 def _plant_decoys(url: str) -> None:
