@@ -51,7 +51,7 @@ class Manifest:
     path: Path
     head: int
     extensions: tuple[str, ...]
-    files: dict[str, str]  # file name -> checksum
+    files: dict[str, str]  # file name -> checksum; left empty by trusted(), which never parses the entries
 
 
 def _names_digest(names: Iterable[bytes]) -> str:
