@@ -156,7 +156,8 @@ def upgrade(
             raise
         _warn_if_manifest_stale(revset)
         if _nothing_to_do(revset, state, target):
-            if stored != expected and _all_applied(revset, state):
+            # The digest is missing or stale (against the files: a stale manifest is not its fault).
+            if _all_applied(revset, state) and stored != _files_digest(revset):
                 _repair_head(conn, settings, create=not found.head)
             return UpgradeResult(unknown=_unknown(revset, state))
         if dry_run:
@@ -165,6 +166,11 @@ def upgrade(
             )
         with advisory_lock(conn, lock_key(settings.schema), settings.lock_wait):
             return _upgrade_locked(conn, settings, revset, target)
+
+
+def _files_digest(revset: RevisionSet) -> int:
+    """The head digest of a database holding exactly these files' revisions (never from the manifest)."""
+    return record.head_digest((r.id, r.up.checksum, r.down.checksum) for r in revset.revisions)
 
 
 def _all_applied(revset: RevisionSet, state: DbState) -> bool:
@@ -254,7 +260,7 @@ class _Discovery:
         if self._manifest is not None:
             return self._manifest.head, self._manifest.extensions
         revset = self.result()
-        return record.head_digest((r.id, r.up.checksum, r.down.checksum) for r in revset.revisions), revset.extensions
+        return _files_digest(revset), revset.extensions
 
     def result(self) -> RevisionSet:
         """Every revision, read and parsed (from the files, never from the manifest)."""

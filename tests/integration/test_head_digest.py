@@ -236,3 +236,19 @@ def test_the_bundled_manifest_matches_what_the_database_holds_at_head(database_u
     z4j_migrate.upgrade(database_url=database_url)
     assert manifest.trusted(BUNDLED_DIR) is not None, "sql/z4j-migrate.sum is stale: run make hash"
     assert _stored(database_url) == manifest.trusted(BUNDLED_DIR).head == _recomputed(database_url)
+
+
+def test_a_stale_manifest_costs_a_slow_start_but_never_a_write(database_url, migrations):
+    """A revision written after `hash` and applied: the database matches the files, not the manifest.
+    Every start-up then reads the history (and warns), but must not rebuild the digest each time."""
+    _fill(migrations, 2)
+    write_pair(migrations, "0003_t3", "SELECT 1;", "SELECT 1;")  # as scaffolded, then hashed
+    _hashed(migrations)
+    write_pair(migrations, "0003_t3", "CREATE TABLE t3 (id int);", "DROP TABLE t3;")  # written afterwards
+    z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations)
+    assert manifest.trusted(migrations) is not None  # same names: trusted, but its head is not the database's
+    version = scalar(database_url, "SELECT xmin::text FROM _z4j_migrate_head")
+    for _ in range(2):
+        assert z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations).applied == ()
+    assert scalar(database_url, "SELECT xmin::text FROM _z4j_migrate_head") == version
+    assert _stored(database_url) == _expected(migrations)
