@@ -58,8 +58,8 @@ def _names_digest(names: Iterable[bytes]) -> str:
     return "sha256:" + hashlib.sha256(b"\n".join(sorted(names))).hexdigest()
 
 
-def _total(body: str) -> str:
-    return "sha256:" + hashlib.sha256(body.encode("utf-8")).hexdigest()
+def _total(body: str | bytes) -> str:
+    return "sha256:" + hashlib.sha256(body.encode("utf-8") if isinstance(body, str) else body).hexdigest()
 
 
 def render(files: dict[str, str], extensions: tuple[str, ...]) -> str:
@@ -113,35 +113,17 @@ def read(directory: Path) -> Manifest | None:
     Never raises for a damaged manifest: an untrusted manifest only means the slow,
     file-reading path runs, and that path names the problem.
     """
-    path = directory / MANIFEST_FILE
+    body = _verified_body(directory)
+    header = _header(body) if body is not None else None
+    if header is None:
+        return None
+    head, extensions, _names, entries = header
     try:
-        with open(path, "rb") as f:
-            text = f.read().decode("utf-8")
-    except (OSError, UnicodeDecodeError):
+        lines = entries.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
         return None
-    marker = text.find("\ntotal ")
-    if marker < 0:
-        return None
-    end = text.find("\n", marker + 1)
-    if end < 0 or _total(text[end + 1 :]) != text[marker + 7 : end]:
-        return None
-    head = None
-    extensions: tuple[str, ...] = ()
-    files = {}
-    for line in text[end + 1 :].split("\n"):
-        name, _, value = line.partition(" ")
-        if name == "head":
-            try:
-                head = int(value, 16)
-            except ValueError:
-                return None
-        elif name == "extensions":
-            extensions = tuple(value.split())
-        elif name and name != "files":
-            files[name] = value
-    if head is None:
-        return None
-    return Manifest(path, head, extensions, files)
+    files = dict(line.split(" ", 1) for line in lines if " " in line)
+    return Manifest(directory / MANIFEST_FILE, head, extensions, files)
 
 
 _SQL_NAMES = re.compile(rb"\n([^.\n][^\n]*\.sql)(?=\n)")  # directory entries that are .sql files, not hidden
@@ -151,10 +133,37 @@ def trusted(directory: Path) -> Manifest | None:
     """The start-up check's view of the directory, from the manifest alone, or None to read the files.
 
     Trusted when its total verifies, the .sql files in the directory are exactly the ones it
-    lists, and z4j-migrate.toml (small; read every time) is the one it hashed. Runs on a thread
-    while the caller connects, so it leans on C-level work that lets go of the GIL (reads,
-    hashing, regex scans) rather than a Python loop over 2000 lines.
+    lists, and z4j-migrate.toml (small; read every time) is the one it hashed. Never parses the
+    entries: it compares the listing with the `files` line, using C-level work (reads, hashing,
+    a regex scan) rather than a Python loop over 2000 lines.
     """
+    body = _verified_body(directory)
+    header = _header(body) if body is not None else None
+    if header is None:
+        return None
+    head, extensions, names_digest, entries = header
+    try:
+        names = os.listdir(os.fsencode(directory))
+    except OSError:
+        return None
+    if _names_digest(_SQL_NAMES.findall(b"\n" + b"\n".join(names) + b"\n")).encode() != names_digest:
+        return None
+    _, found, after = (b"\n" + entries).partition(b"\n" + CONFIG_FILE.encode() + b" ")
+    config_sum = after.partition(b"\n")[0] if found else None
+    if (os.fsencode(CONFIG_FILE) in names) != (config_sum is not None):
+        return None
+    if config_sum is not None:
+        try:
+            raw_config = (directory / CONFIG_FILE).read_bytes()
+            if checksum(normalise(raw_config, CONFIG_FILE)).encode() != config_sum:
+                return None
+        except (OSError, RevisionFileError):
+            return None
+    return Manifest(directory / MANIFEST_FILE, head, extensions, {})
+
+
+def _verified_body(directory: Path) -> bytes | None:
+    """Everything after the `total` line, if the manifest exists and that line is its sha256."""
     try:
         fd = os.open(os.path.join(directory, MANIFEST_FILE), os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -167,38 +176,22 @@ def trusted(directory: Path) -> Manifest | None:
         os.close(fd)
     marker = raw.find(b"\ntotal ")
     end = raw.find(b"\n", marker + 1) if marker >= 0 else -1
-    if end < 0:
+    if end < 0 or _total(raw[end + 1 :]).encode() != raw[marker + 7 : end]:
         return None
-    body = raw[end + 1 :]
-    if "sha256:" + hashlib.sha256(body).hexdigest() != raw[marker + 7 : end].decode("ascii", "replace"):
-        return None
-    try:
-        names = os.listdir(os.fsencode(directory))
-    except OSError:
-        return None
+    return raw[end + 1 :]
+
+
+def _header(body: bytes) -> tuple[int, tuple[str, ...], bytes, bytes] | None:
+    """The head digest, the extensions, the names digest and the entry lines; None if malformed."""
     head_line, _, rest = body.partition(b"\n")
     ext_line, _, rest = rest.partition(b"\n")
-    files_line, _, _ = rest.partition(b"\n")
+    files_line, _, entries = rest.partition(b"\n")
     if not (head_line.startswith(b"head ") and ext_line.startswith(b"extensions") and files_line.startswith(b"files ")):
         return None
-    if _names_digest(_SQL_NAMES.findall(b"\n" + b"\n".join(names) + b"\n")).encode() != files_line[6:]:
-        return None
-    config_at = body.find(b"\n" + CONFIG_FILE.encode() + b" ")
-    config_sum = body[config_at + len(CONFIG_FILE) + 2 : body.find(b"\n", config_at + 1)] if config_at >= 0 else None
-    if (os.fsencode(CONFIG_FILE) in names) != (config_sum is not None):
-        return None
-    if config_sum is not None:
-        try:
-            raw_config = (directory / CONFIG_FILE).read_bytes()
-            if checksum(normalise(raw_config, CONFIG_FILE)).encode() != config_sum:
-                return None
-        except (OSError, RevisionFileError):
-            return None
     try:
-        head = int(head_line[5:], 16)
-    except ValueError:
+        return int(head_line[5:], 16), tuple(ext_line[10:].decode("utf-8").split()), files_line[6:], entries
+    except (ValueError, UnicodeDecodeError):
         return None
-    return Manifest(directory / MANIFEST_FILE, head, tuple(ext_line[10:].decode("utf-8").split()), {})
 
 
 def stale_files(revset: RevisionSet, *, thorough: bool = False) -> list[str] | None:
