@@ -157,7 +157,7 @@ def upgrade(
         _warn_if_manifest_stale(revset)
         if _nothing_to_do(revset, state, target):
             # The digest is missing or stale (against the files: a stale manifest is not its fault).
-            if _all_applied(revset, state) and stored != _files_digest(revset):
+            if _all_applied(revset, state) and stored != scan.files_digest():
                 _repair_head(conn, settings, create=not found.head)
             return UpgradeResult(unknown=_unknown(revset, state))
         if dry_run:
@@ -166,11 +166,6 @@ def upgrade(
             )
         with advisory_lock(conn, lock_key(settings.schema), settings.lock_wait):
             return _upgrade_locked(conn, settings, revset, target)
-
-
-def _files_digest(revset: RevisionSet) -> int:
-    """The head digest of a database holding exactly these files' revisions (never from the manifest)."""
-    return record.head_digest((r.id, r.up.checksum, r.down.checksum) for r in revset.revisions)
 
 
 def _all_applied(revset: RevisionSet, state: DbState) -> bool:
@@ -229,6 +224,7 @@ class _Discovery:
         self._directory = directory
         self._manifest: manifest.Manifest | None = None
         self._revset: RevisionSet | None = None
+        self._files_digest: int | None = None
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         if not wait and not os.path.exists(directory / manifest.MANIFEST_FILE) and _many(directory):
@@ -259,8 +255,14 @@ class _Discovery:
         self._join()
         if self._manifest is not None:
             return self._manifest.head, self._manifest.extensions
-        revset = self.result()
-        return _files_digest(revset), revset.extensions
+        return self.files_digest(), self.result().extensions
+
+    def files_digest(self) -> int:
+        """The head digest of a database holding exactly these files' revisions (never the manifest's)."""
+        if self._files_digest is None:
+            revset = self.result()
+            self._files_digest = record.head_digest((r.id, r.up.checksum, r.down.checksum) for r in revset.revisions)
+        return self._files_digest
 
     def result(self) -> RevisionSet:
         """Every revision, read and parsed (from the files, never from the manifest)."""
