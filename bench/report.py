@@ -134,6 +134,15 @@ def per_revision_statements(res: dict, op: str, tool: str = "z4j") -> float | No
     return (hi["statements"] - lo["statements"]) / (sizes[-1] - sizes[0])
 
 
+def _noop_versus(res: dict, form: str, n: int, tool: str, floor: str, key: str) -> tuple[float, str] | None:
+    """A no-op cell's ratio and its text "xR (median vs floor median)", or None if not measured."""
+    c = cell(res, form, "noop", n, tool)
+    f = cell(res, form, "noop", n, floor)
+    if not c or c.get(key) is None:
+        return None
+    return c[key], f"x{c[key]:.2f} ({fmt(c['median'])} vs {fmt(f['median']) if f else '?'})"
+
+
 def targets(res: dict) -> list[tuple[str, str, bool | None]]:
     sizes, counts = res["sizes"], res["counts"]
     big = sizes[-1]
@@ -153,40 +162,25 @@ def targets(res: dict) -> list[tuple[str, str, bool | None]]:
             )
         )
     for n in sizes:
-        c = cell(res, "inproc", "noop", n, "z4j")
-        f = cell(res, "inproc", "noop", n, "select1")
-        if c and c.get("x_floor") is not None:
-            out.append(
-                (
-                    f"in-process no-op within 1.5x of connect + SELECT 1 (N={n})",
-                    f"x{c['x_floor']:.2f} ({fmt(c['median'])} vs {fmt(f['median']) if f else '?'})",
-                    c["x_floor"] <= 1.5,
-                )
-            )
+        vs = _noop_versus(res, "inproc", n, "z4j", "select1", "x_floor")
+        if vs:
+            out.append((f"in-process no-op within 1.5x of connect + SELECT 1 (N={n})", vs[1], vs[0] <= 1.5))
     for n in sizes:  # informational: the same start-up check without the manifest (reads and hashes every file)
-        c = cell(res, "inproc", "noop", n, "z4j-nosum")
-        f = cell(res, "inproc", "noop", n, "select1")
+        vs = _noop_versus(res, "inproc", n, "z4j-nosum", "select1", "x_floor")
         m = cell(res, "inproc", "noop", n, "z4j")
-        if c and c.get("x_floor") is not None:
+        if vs:
             with_sum = f"; with it: x{m['x_floor']:.2f} ({fmt(m['median'])})" if m and m.get("x_floor") else ""
             out.append(
                 (
                     f"(informational) in-process no-op without z4j-migrate.sum, vs connect + SELECT 1 (N={n})",
-                    f"x{c['x_floor']:.2f} ({fmt(c['median'])} vs {fmt(f['median']) if f else '?'}){with_sum}",
+                    vs[1] + with_sum,
                     None,
                 )
             )
     for n in sizes:
-        c = cell(res, "process", "noop", n, "z4j")
-        f = cell(res, "process", "noop", n, "py-select1")
-        if c and c.get("x_py") is not None:
-            out.append(
-                (
-                    f"no-op process within 1.2x of python connect + SELECT 1 (N={n})",
-                    f"x{c['x_py']:.2f} ({fmt(c['median'])} vs {fmt(f['median']) if f else '?'})",
-                    c["x_py"] <= 1.2,
-                )
-            )
+        vs = _noop_versus(res, "process", n, "z4j", "py-select1", "x_py")
+        if vs:
+            out.append((f"no-op process within 1.2x of python connect + SELECT 1 (N={n})", vs[1], vs[0] <= 1.2))
     heavy = res.get("imports", {}).get("noop_process_heavy")
     if heavy is not None:
         out.append(
