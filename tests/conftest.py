@@ -35,6 +35,20 @@ class PgServer:
         info.update(params)
         return psycopg.conninfo.make_conninfo(**info)
 
+    def create_database(self, prefix: str = "t_", owner: str | None = None) -> str:
+        """A new empty database (owned by `owner` if given); its name."""
+        name = f"{prefix}{uuid.uuid4().hex[:16]}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            if owner:
+                owned = sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name), sql.Identifier(owner))
+                conn.execute(owned)
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
 
 def _major(url: str) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
@@ -99,14 +113,11 @@ def pg_server() -> Iterator[PgServer]:
 @pytest.fixture
 def database_url(pg_server: PgServer) -> Iterator[str]:
     """A fresh, empty database for one test; dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    name = pg_server.create_database()
     try:
         yield pg_server.url_for(name)
     finally:
-        with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        pg_server.drop_database(name)
 
 
 @pytest.fixture

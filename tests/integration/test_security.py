@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import traceback
-import uuid
 from pathlib import Path
 
 import psycopg
@@ -46,30 +45,16 @@ def fill(folder: Path, revisions=REVISIONS) -> Path:
     return folder
 
 
-def _new_db(pg_server, owner: str | None = None) -> str:
-    name = f"sec_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        if owner:
-            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name), sql.Identifier(owner)))
-    return name
-
-
-def _drop_db(pg_server, name: str) -> None:
-    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 @pytest.fixture
 def owned_db(pg_server):
     """A database owned by a non-superuser role whose password the server checks."""
     with login_role(pg_server, password=SECRET, prefix="owner") as role:
-        name = _new_db(pg_server, owner=role)
+        name = pg_server.create_database("sec_", owner=role)
         try:
             with password_checked(pg_server, role):
                 yield role, name
         finally:
-            _drop_db(pg_server, name)
+            pg_server.drop_database(name)
 
 
 def _url(pg_server, role: str, dbname: str, password: str = SECRET) -> str:
@@ -172,7 +157,7 @@ def test_database_owner_upgrades_and_downgrades_with_preinstalled_extensions(pg_
     folder = fill(tmp_path / "m", USES_EXTENSIONS)
     (folder / "z4j-migrate.toml").write_text(EXTENSIONS)
     with login_role(pg_server, prefix="owner") as role:
-        dbname = _new_db(pg_server, owner=role)
+        dbname = pg_server.create_database("sec_", owner=role)
         try:
             query(pg_server.url_for(dbname), "CREATE EXTENSION pgcrypto; CREATE EXTENSION dblink")  # the DBA
             url = pg_server.url_for(dbname, user=role)
@@ -187,14 +172,14 @@ def test_database_owner_upgrades_and_downgrades_with_preinstalled_extensions(pg_
             r = run_cli("upgrade", env={"Z4J_DATABASE_URL": url, "Z4J_MIGRATIONS_DIR": str(folder)})
             assert r.returncode == 0, r.stderr
         finally:
-            _drop_db(pg_server, dbname)
+            pg_server.drop_database(dbname)
 
 
 def test_database_owner_without_the_extensions_gets_told_what_privilege_is_missing(pg_server, tmp_path):
     folder = fill(tmp_path / "m", USES_EXTENSIONS)
     (folder / "z4j-migrate.toml").write_text(EXTENSIONS)
     with login_role(pg_server, prefix="owner") as role:
-        dbname = _new_db(pg_server, owner=role)
+        dbname = pg_server.create_database("sec_", owner=role)
         try:
             url = pg_server.url_for(dbname, user=role)
             with pytest.raises(z4j_migrate.Z4jMigrateError) as info:
@@ -211,7 +196,7 @@ def test_database_owner_without_the_extensions_gets_told_what_privilege_is_missi
             query(pg_server.url_for(dbname), "CREATE EXTENSION dblink")  # the DBA does as told
             assert len(z4j_migrate.upgrade(database_url=url, migrations_dir=folder).applied) == 2
         finally:
-            _drop_db(pg_server, dbname)
+            pg_server.drop_database(dbname)
 
 
 # --------------------------------------------------------------------------- search_path tricks

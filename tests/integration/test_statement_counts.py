@@ -21,10 +21,8 @@ import time
 import uuid
 from pathlib import Path
 
-import psycopg
 import pytest
 from helpers import write_pair
-from psycopg import sql
 
 import z4j_migrate
 
@@ -77,18 +75,6 @@ def _run(log: Path, pg_server, dbname: str, call, **kw) -> Sent:
     return _read(log, offset, app)
 
 
-def _fresh_db(pg_server) -> str:
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return name
-
-
-def _drop_db(pg_server, name: str) -> None:
-    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 def _revisions(folder: Path, n: int) -> Path:
     """n revisions, each one statement of its own SQL up and down."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -109,7 +95,7 @@ def test_noop_upgrade_sends_two_statements_whatever_the_size_and_no_error(
         folder = _revisions(tmp_path / f"m{n}", n)
         if with_manifest:
             manifest.write(folder, manifest.for_revisions(discover(folder)))
-        db = _fresh_db(pg_server)
+        db = pg_server.create_database()
         try:
             first = _run(server_log, pg_server, db, z4j_migrate.upgrade, migrations_dir=folder)
             assert first.errors == [], first.errors  # not even on an empty database
@@ -122,7 +108,7 @@ def test_noop_upgrade_sends_two_statements_whatever_the_size_and_no_error(
             status = _run(server_log, pg_server, db, z4j_migrate.status, migrations_dir=folder)
             assert status.errors == [] and len(status.pids) == 1
         finally:
-            _drop_db(pg_server, db)
+            pg_server.drop_database(db)
 
 
 @pytest.mark.parametrize("operation", ["upgrade", "downgrade"])
@@ -133,7 +119,7 @@ def test_each_revision_costs_at_most_4_statements_beyond_its_own_on_one_connecti
     sent = {}
     for n in (2, 7):
         folder = _revisions(tmp_path / f"m{n}", n)
-        db = _fresh_db(pg_server)
+        db = pg_server.create_database()
         try:
             up = _run(server_log, pg_server, db, z4j_migrate.upgrade, migrations_dir=folder)
             if operation == "upgrade":
@@ -141,7 +127,7 @@ def test_each_revision_costs_at_most_4_statements_beyond_its_own_on_one_connecti
             else:
                 sent[n] = _run(server_log, pg_server, db, z4j_migrate.downgrade, migrations_dir=folder, to="base")
         finally:
-            _drop_db(pg_server, db)
+            pg_server.drop_database(db)
     for n, run in sent.items():
         assert run.errors == [], (n, run.errors)
         assert len(run.pids) == 1, f"{operation} of {n} revisions used {len(run.pids)} connections"
