@@ -175,6 +175,7 @@ def test_a_role_that_may_not_create_the_head_still_migrates(pg_server, database_
         write_pair(migrations, "0003_t3", "CREATE TABLE t3 (id int);", "DROP TABLE t3;")
         query(database_url, sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(role)).as_string(None))
         assert [r.id for r in z4j_migrate.upgrade(database_url=url, migrations_dir=migrations).applied] == ["0003_t3"]
+        assert scalar(database_url, "SELECT to_regclass('public.t3') IS NOT NULL") is True
 
 
 # --------------------------------------------------------------------------- with a manifest
@@ -192,6 +193,7 @@ def test_a_pair_added_without_rehashing_is_still_applied(database_url, migration
     with caplog.at_level(logging.WARNING, logger="z4j_migrate"):
         result = z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations)
     assert [r.id for r in result.applied] == ["0003_t3"]
+    assert scalar(database_url, "SELECT to_regclass('public.t3') IS NOT NULL") is True
     assert any("z4j-migrate.sum is out of date" in r.getMessage() for r in caplog.records)
     report = z4j_migrate.status(database_url=database_url, migrations_dir=migrations)
     assert report.manifest_stale == ("0003_t3.down.sql", "0003_t3.up.sql")
@@ -205,6 +207,8 @@ def test_an_edited_applied_file(database_url, migrations):
     z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations)
     (migrations / "0002_t2.up.sql").write_text("-- message: t2\nCREATE TABLE t2 (id bigint PRIMARY KEY, x int);\n")
     assert z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations).applied == ()
+    x_column = "SELECT count(*) FROM pg_attribute WHERE attrelid = 't2'::regclass AND attname = 'x'"
+    assert scalar(database_url, x_column) == 0
     report = z4j_migrate.status(database_url=database_url, migrations_dir=migrations)
     assert [r.state for r in report.revisions] == ["applied", "edited"]
     assert report.manifest_stale == ("0002_t2.up.sql",)
@@ -252,3 +256,15 @@ def test_a_stale_manifest_costs_a_slow_start_but_never_a_write(database_url, mig
         assert z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations).applied == ()
     assert scalar(database_url, "SELECT xmin::text FROM _z4j_migrate_head") == version
     assert _stored(database_url) == _expected(migrations)
+
+
+def test_a_server_below_the_supported_version_is_refused_before_anything(database_url, migrations, monkeypatch):
+    """The gate sits in connect: with the minimum raised above this real server, nothing is created."""
+    import z4j_migrate.db as db
+
+    _fill(migrations, 1)
+    monkeypatch.setattr(db, "MIN_SERVER_VERSION", 10**7)
+    with pytest.raises(z4j_migrate.ConfigError, match="needs PostgreSQL 14 or newer") as info:
+        z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations)
+    assert info.value.exit_code == 2
+    assert scalar(database_url, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace") == 0
