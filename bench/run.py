@@ -59,6 +59,18 @@ DBMATE = next(
 )  # the npm package's native binary: its node wrapper adds ~85 ms to every call
 PSQL = shutil.which("psql") or "/usr/bin/psql"
 
+
+def _first_value(path: str, key: str, sep: str) -> str:
+    """The value of the first `key<sep>value` line of a system file, or "?"."""
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
+                return line.split(sep, 1)[1].strip()
+    except (OSError, IndexError):
+        pass
+    return "?"
+
+
 # label, ops it takes part in (process form)
 TOOLS = {
     "psql-tx": ("psql floor: one transaction + one INSERT per revision", ("apply", "noop", "status", "rollback")),
@@ -532,28 +544,10 @@ class Bench:
         freeze = out([sys.executable, "-m", "pip", "freeze", "--all"]).splitlines()
         keep = ("psycopg", "psycopg-binary", "yoyo-migrations", "alembic", "sqlalchemy", "pglast", "click", "sqlparse")
         pkgs = [line for line in freeze if line.split("==")[0].lower() in keep]
-        mem = "?"
-        try:
-            for line in Path("/proc/meminfo").read_text().splitlines():
-                if line.startswith("MemTotal"):
-                    mem = f"{int(line.split()[1]) // 1024 // 1024} GiB"
-        except OSError:
-            pass
-        osname = "?"
-        try:
-            for line in Path("/etc/os-release").read_text().splitlines():
-                if line.startswith("PRETTY_NAME="):
-                    osname = line.split("=", 1)[1].strip('"')
-        except OSError:
-            pass
-        cpu = "?"
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
+        mem_kib = _first_value("/proc/meminfo", "MemTotal", ":")
+        mem = f"{int(mem_kib.split()[0]) // 1024 // 1024} GiB" if mem_kib != "?" else "?"
+        osname = _first_value("/etc/os-release", "PRETTY_NAME", "=").strip('"')
+        cpu = _first_value("/proc/cpuinfo", "model name", ":")
         git = out(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
         dirty = out(["git", "-C", str(REPO), "status", "--porcelain", "--", "z4j_migrate"])
         return {
