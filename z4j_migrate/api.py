@@ -15,22 +15,27 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 
-from . import manifest, record
-from .config import ENV_AUTO_MIGRATE, Settings, parse_bool_env, settings_from_env
-from .db import connect, ensure_extensions, typed_connection_loss
-from .errors import DeclinedByOperator, DriftError, IncompleteRevision, LockTimeout, PreflightFailed
-from .lock import LockHolder, advisory_lock, lock_holder, lock_key
+from . import interrupt, manifest, record
+from .config import ENV_AUTO_MIGRATE, ENV_DIRECT_DATABASE_URL, Settings, parse_bool_env, settings_from_env
+from .db import connect, ensure_extensions, migration_settings, read_only_error, typed_connection_loss
+from .errors import ConfigError, DeclinedByOperator, DriftError, IncompleteRevision, PreflightFailed
+from .lock import LockHolder, abort, lock_holder, lock_key, locked_transaction, try_locked_transaction
 from .logs import log  # noqa: E402
 from .plan import DowngradeStep, check_reversible, downgrade_targets, find_drift, plan_upgrade
 from .record import DbState
 from .revisions import Revision, RevisionSet, discover, parse_stored_down
+
+if TYPE_CHECKING:
+    from .runner import RunContext
 
 
 @dataclass(frozen=True)
@@ -157,15 +162,21 @@ def upgrade(
         _warn_if_manifest_stale(revset)
         if _nothing_to_do(revset, state, target):
             # The digest is missing or stale (against the files: a stale manifest is not its fault).
-            if _all_applied(revset, state) and stored != scan.files_digest():
+            # A standby cannot write it; its start-up keeps reading the whole history until the primary's does.
+            if _all_applied(revset, state) and stored != scan.files_digest() and not found.read_only:
                 _repair_head(conn, settings, create=not found.head)
             return UpgradeResult(unknown=_unknown(revset, state))
         if dry_run:
             return UpgradeResult(
                 planned=tuple(plan_upgrade(revset.revisions, state, target)), unknown=_unknown(revset, state)
             )
-        with advisory_lock(conn, lock_key(settings.schema), settings.lock_wait):
-            return _upgrade_locked(conn, settings, revset, target)
+        if found.read_only:
+            raise read_only_error(
+                settings.database.display,
+                "a hot standby in recovery" if found.in_recovery else "default_transaction_read_only is on",
+            )
+        pooled = found.backend_pid != conn.info.backend_pid
+        return _upgrade_pending(conn, settings, revset, state, target, pooled=pooled)
 
 
 def _all_applied(revset: RevisionSet, state: DbState) -> bool:
@@ -179,19 +190,23 @@ def _all_applied(revset: RevisionSet, state: DbState) -> bool:
 def _repair_head(conn: psycopg.Connection, settings: Settings, *, create: bool) -> None:
     """Make the next start-up cheap again: the head digest is missing (bookkeeping made by an older
     z4j-migrate) or stale (rows changed with triggers off). Skipped when another run holds the lock."""
+    if not try_locked_transaction(conn, lock_key(settings.schema)):
+        return
     try:
-        with advisory_lock(conn, lock_key(settings.schema), 0):
-            if record.repair_head(conn, settings.schema, create=create):
-                log.info("rebuilt the bookkeeping head digest in schema %s", settings.schema)
-            else:
-                log.info(
-                    "role %s may not %s the bookkeeping head digest; start-up reads the whole history "
-                    "until the tables' owner runs z4j-migrate once",
-                    conn.info.user,
-                    "create" if create else "rebuild",
-                )
-    except LockTimeout:
-        pass
+        repaired = record.repair_head(conn, settings.schema, create=create)
+        conn.execute("COMMIT")
+    except BaseException:
+        abort(conn)
+        raise
+    if repaired:
+        log.info("rebuilt the bookkeeping head digest in schema %s", settings.schema)
+    else:
+        log.info(
+            "role %s may not %s the bookkeeping head digest; start-up reads the whole history until the "
+            "owner of the bookkeeping tables runs z4j-migrate once (it keeps every role's grants)",
+            conn.info.user,
+            "create" if create else "rebuild",
+        )
 
 
 def _warn_if_manifest_stale(revset: RevisionSet) -> None:
@@ -272,48 +287,59 @@ class _Discovery:
         return self._revset
 
 
-def _upgrade_locked(
-    conn: psycopg.Connection, settings: Settings, revset: RevisionSet, target: str | None
+def _upgrade_pending(
+    conn: psycopg.Connection,
+    settings: Settings,
+    revset: RevisionSet,
+    state: DbState,
+    target: str | None,
+    *,
+    pooled: bool,
 ) -> UpgradeResult:
-    state = record.read_state(conn, settings.schema, revset.extensions, details=False)  # another replica may have run
-    if _nothing_to_do(revset, state, target):  # it did: leave without importing yoyo and the parser under the lock
-        return UpgradeResult(unknown=_unknown(revset, state))
-    from .runner import apply_revision, invalid_index_hint
+    """Apply what is pending, each revision in its own locked transaction (or, non-transactional,
+    under the session lock). A revision another run applied first is skipped, and the plan re-read."""
+    from .runner import RunContext, apply_revision
     from .sqlcheck import check_revision
 
-    has_head = state.has_head
-    if not state.bookkeeping:
-        record.ensure_tables(conn, settings.schema)
-        has_head = True
-    elif not has_head:  # bookkeeping made before the head digest existed: track from now on
-        has_head = record.repair_head(conn, settings.schema, create=True)
-    created = ensure_extensions(conn, revset.extensions, state.extensions)
     pending = plan_upgrade(revset.revisions, state, target)
     for revision in pending:  # parse everything before running anything
         check_revision(revision)
-    for revision in pending:
-        progress = state.in_progress.get(revision.id)
-        if progress is not None:
-            hint = invalid_index_hint(conn)
-            if hint:
-                raise IncompleteRevision(
-                    f"revision {revision.id} stopped part-way at statement {progress.statements_done + 1} of "
-                    f"{progress.statements_total} ({revision.up.path}:{progress.next_line}).{hint} Then run "
-                    "z4j-migrate again to resume."
-                )
-    applied = []
-    with record.head_recomputed(conn, settings.schema, exists=has_head):
-        for revision in pending:
-            duration = apply_revision(
-                conn,
-                settings.schema,
-                revision,
-                retries=settings.lock_retries,
-                progress=state.in_progress.get(revision.id),
-            )
-            log.info("applied %s (%s) in %.0f ms", revision.id, revision.message, duration)
-            applied.append(RevisionRun(revision.id, duration))
+    needs_session = any(not r.up.transactional for r in pending)
+    applied: list[RevisionRun] = []
+    with session_connection(conn, settings, pooled=pooled, needed=needs_session) as session_conn:
+        ctx = RunContext(settings, lock_key(settings.schema), session_conn)
+        try:
+            created = _prepare(conn, ctx, revset, state)
+            while pending:
+                revision = pending[0]
+                duration = apply_revision(conn, ctx, revision, journaled=revision.id in state.in_progress)
+                if duration is None:  # another run applied it first: see what else it did
+                    state = record.read_state(conn, settings.schema, revset.extensions, details=False)
+                    pending = plan_upgrade(revset.revisions, state, target)
+                    continue
+                log.info("applied %s (%s) in %.0f ms", revision.id, revision.message, duration)
+                applied.append(RevisionRun(revision.id, duration))
+                pending = pending[1:]
+                interrupt.check()
+        except interrupt.Interrupted as stop:
+            stop.applied = tuple(r.id for r in applied)
+            raise
     return UpgradeResult(applied=tuple(applied), unknown=_unknown(revset, state), created_extensions=tuple(created))
+
+
+def _prepare(conn: psycopg.Connection, ctx: RunContext, revset: RevisionSet, state: DbState) -> list[str]:
+    """Bookkeeping tables, the head digest and missing extensions, in one transaction holding the
+    lock (concurrent first runs would otherwise race on CREATE TABLE / CREATE EXTENSION)."""
+    missing = [e for e in revset.extensions if e not in state.extensions]
+    if state.bookkeeping and state.has_head and not missing:
+        return []
+    with locked_transaction(conn, ctx.key, ctx.settings.lock_wait):
+        conn.execute(migration_settings(ctx.settings))
+        if not state.bookkeeping:
+            record.ensure_tables(conn, ctx.schema)
+        elif not state.has_head:  # bookkeeping made before the head digest existed: track from now on
+            record.repair_head(conn, ctx.schema, create=True)
+        return ensure_extensions(conn, revset.extensions, state.extensions)
 
 
 def plan_downgrade(
@@ -420,7 +446,7 @@ def downgrade(
     The whole plan is checked first (irreversible revisions, preflights); a
     refusal changes nothing. `confirm` is asked before anything is dropped.
     """
-    from .runner import rollback_revision
+    from .runner import RunContext, rollback_revision
 
     settings = _settings(settings, database_url, migrations_dir, **overrides)
     revset = discover(settings.migrations_dir)
@@ -434,27 +460,78 @@ def downgrade(
             return DowngradeResult(planned=tuple(plan))
         if confirm is not None and not confirm(plan):
             raise DeclinedByOperator("downgrade cancelled; nothing was changed.")
-        with advisory_lock(conn, lock_key(settings.schema), settings.lock_wait):
-            locked_plan = plan_downgrade(conn, settings, revset, to=to, steps=steps)
-            if [s.revision.id for s in locked_plan] != [s.revision.id for s in plan]:
-                raise DriftError(
-                    "the database changed while the downgrade was being planned; nothing was changed. Run it again."
-                )
-            run_preflights(conn, locked_plan)
-            state = record.read_state(conn, settings.schema, (), details=False)  # for the journal
-            done = []
-            with record.head_recomputed(conn, settings.schema, exists=state.has_head):
-                for step in locked_plan:
-                    duration = rollback_revision(
-                        conn,
-                        settings.schema,
-                        step.revision,
-                        retries=settings.lock_retries,
-                        progress=state.in_progress.get(step.revision.id),
-                    )
-                    log.info("rolled back %s in %.0f ms", step.revision.id, duration)
-                    done.append(RevisionRun(step.revision.id, duration))
+        state = record.read_state(conn, settings.schema, (), details=False)  # for the journal
+        pooled = _server_pid(conn) != conn.info.backend_pid
+        needs_session = any(not step.revision.down.transactional for step in plan)
+        done: list[RevisionRun] = []
+        with session_connection(conn, settings, pooled=pooled, needed=needs_session) as session_conn:
+            ctx = RunContext(settings, lock_key(settings.schema), session_conn)
+            try:
+                for step in plan:
+                    rev_id = step.revision.id
+                    duration = rollback_revision(conn, ctx, step.revision, journaled=rev_id in state.in_progress)
+                    if duration is None:
+                        log.info("%s was rolled back by another run meanwhile", rev_id)
+                        continue
+                    log.info("rolled back %s in %.0f ms", rev_id, duration)
+                    done.append(RevisionRun(rev_id, duration))
+                    interrupt.check()
+            except interrupt.Interrupted as stop:
+                stop.applied, stop.direction = tuple(r.id for r in done), "rollback"
+                raise
     return DowngradeResult(rolled_back=tuple(done))
+
+
+def _server_pid(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT pg_catalog.pg_backend_pid()").fetchone()
+    return int(row[0]) if row else 0
+
+
+@contextmanager
+def session_connection(
+    conn: psycopg.Connection, settings: Settings, *, pooled: bool, needed: bool
+) -> Iterator[psycopg.Connection | None]:
+    """The connection non-transactional revisions run on: one server session from start to end.
+
+    A pooler announces a backend pid of its own at connect, which is how `pooled` is known. Behind
+    one, the direct URL is used when given; else session pooling is proven (our connection keeps
+    its server backend while a second connection gets another) or the run is refused before
+    anything runs: a transaction pooler may move every statement to another server connection.
+    """
+    if not needed or not pooled:
+        yield conn if needed else None
+        return
+    if settings.direct_database is not None:
+        direct = connect(settings, settings.direct_database)
+        try:
+            if _server_pid(direct) != direct.info.backend_pid:
+                raise ConfigError(
+                    f"--direct-url / {ENV_DIRECT_DATABASE_URL} ({settings.direct_database.display}) also goes "
+                    "through a connection pooler; give the database server's own address. Nothing was changed."
+                )
+            yield direct
+        finally:
+            direct.close()
+        return
+    if _session_pooled(conn, settings):
+        yield conn
+        return
+    raise ConfigError(
+        f"{settings.database.display} goes through a transaction pooler (e.g. PgBouncer pool_mode=transaction: "
+        "two of our connections ran on one server backend), and a pending revision is non-transactional "
+        "(-- transactional: false), which needs one server session from start to end. Give the database "
+        f"server's own address with --direct-url or {ENV_DIRECT_DATABASE_URL}; transactional revisions "
+        "keep using the pooler. Nothing was changed."
+    )
+
+
+def _session_pooled(conn: psycopg.Connection, settings: Settings) -> bool:
+    """True when `conn` owns its server backend: it stays on one backend while another connection
+    through the same pooler runs on a different one (a transaction pooler hands the idle backend on)."""
+    with connect(settings) as other:
+        first = _server_pid(conn)
+        theirs = _server_pid(other)
+        return first == _server_pid(conn) and theirs != first
 
 
 @typed_connection_loss

@@ -17,8 +17,9 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from . import api
+from . import api, interrupt
 from .errors import ConfigError, Z4jMigrateError, redact
+from .interrupt import Interrupted
 from .logs import log
 
 _quiet = False
@@ -57,8 +58,17 @@ def _print_upgrade(result: api.UpgradeResult) -> None:
 
 
 def _fail(exc: BaseException, verbose: bool) -> int:
+    if isinstance(exc, BrokenPipeError):
+        return _pipe_closed()
+    if isinstance(exc, SystemExit) and isinstance(exc.__context__, BrokenPipeError):
+        return _pipe_closed()  # click's own handling of EPIPE ends in sys.exit(1)
+    if isinstance(exc, SystemExit):
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     if verbose:
         print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
+    if isinstance(exc, Interrupted):
+        print(f"error: {exc.summary()}", file=sys.stderr)
+        return exc.exit_code
     if isinstance(exc, Z4jMigrateError):
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code
@@ -69,11 +79,25 @@ def _fail(exc: BaseException, verbose: bool) -> int:
     return 1
 
 
+PIPE_CLOSED = 141  # what a shell shows for a program killed by SIGPIPE
+
+
+def _pipe_closed() -> int:
+    """The reader of our output went away (`| head -1`): stop quietly, and keep the interpreter's
+    final flush of stdout from raising again."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return PIPE_CLOSED
+
+
 def _fast_path() -> int:
     """`z4j-migrate [upgrade]` with settings from the environment: no click import."""
     _setup_logging(0)
     try:
-        _print_upgrade(api.upgrade())
+        with interrupt.signals():
+            _print_upgrade(api.upgrade())
+            sys.stdout.flush()
         return 0
     except BaseException as exc:  # the one error boundary
         return _fail(exc, verbose=False)
@@ -114,7 +138,9 @@ def _click_main(args: list[str]) -> int:
     verbose = "-v" in args or "--verbose" in args
     try:
         # Without standalone mode click returns ctx.exit()'s code instead of raising it.
-        code = build_cli()(args=args, prog_name="z4j-migrate", standalone_mode=False)
+        with interrupt.signals():
+            code = build_cli()(args=args, prog_name="z4j-migrate", standalone_mode=False)
+            sys.stdout.flush()
         return code if isinstance(code, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
@@ -154,6 +180,17 @@ def build_cli() -> Any:
                 help="Seconds a statement may wait for a table lock before the revision is retried [default 5].",
             ),
             click.option(
+                "--statement-timeout",
+                type=float,
+                help="Seconds a migration statement may run [env Z4J_STATEMENT_TIMEOUT; default 0: no limit, "
+                "whatever the role sets].",
+            ),
+            click.option(
+                "--direct-url",
+                help="The server's own address, for non-transactional revisions when --database-url goes "
+                "through a transaction pooler [env Z4J_DIRECT_DATABASE_URL].",
+            ),
+            click.option(
                 "--wait",
                 "wait_",
                 type=float,
@@ -168,12 +205,13 @@ def build_cli() -> Any:
 
     def settings(ctx: click.Context, **kw: Any) -> Any:
         merged = dict(ctx.obj or {})
-        merged.update({k: v for k, v in kw.items() if v not in (None, 0, False)})
+        merged.update({k: v for k, v in kw.items() if v is not None and v is not False})
         _setup_logging(-1 if merged.get("quiet") else merged.get("verbose", 0))
         for key, name in (
             ("lock_timeout", "--lock-timeout"),
             ("wait_", "--wait"),
             ("statement_lock_timeout", "--statement-lock-timeout"),
+            ("statement_timeout", "--statement-timeout"),
         ):
             if merged.get(key) is not None and merged[key] < 0:
                 raise ConfigError(f"{name} {merged[key]:g}: must be 0 or more seconds.")
@@ -183,6 +221,8 @@ def build_cli() -> Any:
             schema=merged.get("schema"),
             lock_wait=merged.get("lock_timeout"),
             statement_lock_timeout=merged.get("statement_lock_timeout"),
+            statement_timeout=merged.get("statement_timeout"),
+            direct_url=merged.get("direct_url"),
             connect_wait=merged.get("wait_"),
         )
 
@@ -196,7 +236,7 @@ def build_cli() -> Any:
 
         Without a command: upgrade to the newest revision.
         """
-        ctx.obj = {k: v for k, v in kw.items() if v not in (None, 0, False)}
+        ctx.obj = {k: v for k, v in kw.items() if v is not None and v is not False}
         if ctx.invoked_subcommand is None:
             if show_status:
                 ctx.invoke(status_cmd)

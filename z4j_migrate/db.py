@@ -12,8 +12,9 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
-from .config import Settings
-from .errors import ConfigError, ConnectionFailed, PrivilegeError, Z4jMigrateError
+from . import interrupt
+from .config import Database, Settings
+from .errors import ConfigError, ConnectionFailed, PrivilegeError, ReadOnlyServer, Z4jMigrateError
 from .logs import log  # noqa: E402
 
 # libpq messages that no amount of waiting will fix.
@@ -46,43 +47,59 @@ def _reason(exc: Exception) -> str:
     return " ".join(lines) if lines else exc.__class__.__name__
 
 
-def connect(settings: Settings) -> psycopg.Connection:
+# How often a migration statement checks that its client is still there (PostgreSQL 14+): a client
+# killed with kill -9 leaves its statement running, holding the migration lock, until this notices.
+CLIENT_CHECK_INTERVAL_MS = 1000
+
+
+def migration_settings(settings: Settings, statement_timeout_ms: int | None = None, *, local: bool = True) -> str:
+    """One statement that gives a migration its own timeouts, whatever the role or database sets.
+
+    `local`: for the transaction it runs in (set_config(..., true) = SET LOCAL), sent in the same
+    message as the revision, so it costs no round trip and cannot leak to other clients of a pooled
+    server connection. Nothing goes in the startup packet: PgBouncer refuses `options` there, or
+    drops them when told to ignore them. A role's statement_timeout or idle-in-transaction timeout
+    would otherwise kill long revisions; lock_timeout bounds how long DDL may queue behind an
+    application's locks (and so how long the application queues behind the DDL).
+    """
+    timeout_ms = statement_timeout_ms if statement_timeout_ms is not None else settings.statement_timeout_ms
+    values = (
+        ("lock_timeout", int(settings.statement_lock_timeout * 1000)),
+        ("statement_timeout", timeout_ms),
+        ("idle_in_transaction_session_timeout", 0),
+        ("client_connection_check_interval", CLIENT_CHECK_INTERVAL_MS),
+    )
+    flag = "true" if local else "false"
+    return "SELECT " + ", ".join(f"pg_catalog.set_config('{name}', '{value}', {flag})" for name, value in values)
+
+
+def connect(settings: Settings, database: Database | None = None) -> psycopg.Connection:
     """Connect in autocommit (yoyo drives transactions as SQL text), retrying up to --wait seconds.
 
-    Session settings travel in the startup packet (`options`), so they cost no
-    statements: lock_timeout bounds how long DDL may queue behind application
-    locks, and prepared statements stay off for PgBouncer's sake.
+    Prepared statements stay off for PgBouncer's sake (transaction pooling cannot keep them).
     """
-    params = settings.database.params
-    options = " ".join(
-        filter(
-            None,
-            [
-                params.get("options", ""),
-                f"-c lock_timeout={int(settings.statement_lock_timeout * 1000)}",
-                "-c z4j_migrate.writer=on",  # record.WRITER_SETTING: the head triggers skip our own writes
-            ],
-        )
-    )
+    target = database or settings.database
+    params = target.params
     deadline = time.monotonic() + settings.connect_wait
     delay = 0.1
     while True:
         try:
             conn = psycopg.connect(
-                settings.database.conninfo,
+                target.conninfo,
                 autocommit=True,
                 prepare_threshold=None,
-                options=options,
                 application_name=params.get("application_name", settings.application_name),
                 connect_timeout=params.get("connect_timeout", "10"),
             )
-            problem = unsupported_server(conn.info.server_version, settings.database.display)
+            problem = unsupported_server(conn.info.server_version, target.display)
             if problem:
                 conn.close()
                 raise ConfigError(problem)
             return conn
         except psycopg.OperationalError as exc:
             reason = _reason(exc)
+            if _PERMANENT_STARTUP in reason:
+                raise ConnectionFailed(_startup_refused(target.display, reason)) from None
             fatal = any(marker in reason.lower() for marker in _FATAL_MARKERS)
             remaining = deadline - time.monotonic()
             if fatal or remaining <= 0:
@@ -95,13 +112,24 @@ def connect(settings: Settings) -> psycopg.Connection:
                     else " Is the server running and reachable? Use --wait SECONDS to wait for it to start."
                 )
                 stop = "" if reason.endswith((".", "?", "!")) else "."
-                raise ConnectionFailed(
-                    f"cannot connect to {settings.database.display}{waited}: {reason}{stop}{hint}"
-                ) from None
+                raise ConnectionFailed(f"cannot connect to {target.display}{waited}: {reason}{stop}{hint}") from None
             pause = min(delay * random.uniform(0.8, 1.2), remaining)  # the last try lands on the deadline
             log.info("database not reachable yet (%s); retrying in %.1fs", reason, pause)
-            time.sleep(pause)
+            interrupt.sleep(pause)
             delay = min(delay * 2, 2.0)
+
+
+# A pooler (PgBouncer) refusing a startup parameter: permanent, so never retried by --wait.
+_PERMANENT_STARTUP = "unsupported startup parameter"
+
+
+def _startup_refused(display: str, reason: str) -> str:
+    return (
+        f"cannot connect to {display}: {reason}. A connection pooler in front of the database refuses a "
+        "parameter of the connection string (PgBouncer accepts only a few startup parameters): remove it "
+        "from the URL, or list it in the pooler's ignore_startup_parameters. z4j-migrate itself sends none. "
+        "Retrying cannot fix this."
+    )
 
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -160,3 +188,11 @@ def ensure_extensions(conn: psycopg.Connection, wanted: tuple[str, ...], install
         created.append(name)
         log.info("created extension %s", name)
     return created
+
+
+def read_only_error(display: str, why: str) -> ReadOnlyServer:
+    return ReadOnlyServer(
+        f"{display} is read-only ({why}): revisions are pending and cannot be applied here. Point "
+        "z4j-migrate at the primary: its own URL, or a multi-host URL listing every node with "
+        "target_session_attrs=read-write (libpq then picks the primary). Nothing was changed."
+    )

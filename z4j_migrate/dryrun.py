@@ -5,30 +5,45 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .config import Settings
+from .db import migration_settings
 from .lock import lock_key
 from .plan import DowngradeStep
 from .revisions import Revision, SqlFile
 
 
-def _body(sql_file: SqlFile, bookkeeping: str) -> list[str]:
+def _body(settings: Settings, sql_file: SqlFile, bookkeeping: str) -> list[str]:
+    key = lock_key(settings.schema)
+    timeout_ms = sql_file.statement_timeout_ms
     if sql_file.transactional:
-        return ["BEGIN;", sql_file.text.rstrip(), f"-- bookkeeping, same transaction: {bookkeeping}", "COMMIT;"]
+        return [
+            "BEGIN;",
+            migration_settings(settings, timeout_ms) + ";  -- SET LOCAL: this transaction only",
+            f"-- guard: pg_catalog.pg_try_advisory_xact_lock({key}) (busy: roll back, wait, retry), "
+            "then skip if another run got there first",
+            sql_file.text.rstrip(),
+            f"-- bookkeeping, same transaction: {bookkeeping}",
+            "COMMIT;",
+        ]
     from .sqlcheck import split_statements
 
-    out = ["-- non-transactional: each statement runs and commits on its own (autocommit), journaled"]
+    out = [
+        f"SELECT pg_catalog.pg_try_advisory_lock({key});  -- session lock, polled for up to {settings.lock_wait:g}s",
+        migration_settings(settings, timeout_ms, local=False) + ";",
+        "-- non-transactional: each statement runs and commits on its own (autocommit), journaled",
+    ]
     for statement in split_statements(sql_file):
         out.append(f"-- statement {statement.index} ({sql_file.path}:{statement.line})")
         out.append(statement.sql.rstrip(";") + ";")
-    out += ["BEGIN;", f"-- bookkeeping: {bookkeeping}", "COMMIT;"]
+    out += ["BEGIN;", f"-- bookkeeping: {bookkeeping}", "COMMIT;", f"SELECT pg_catalog.pg_advisory_unlock({key});"]
     return out
 
 
 def _lock(settings: Settings) -> list[str]:
     return [
         f"-- target: {settings.database.display}",
-        f"SELECT pg_catalog.pg_try_advisory_lock({lock_key(settings.schema)});"
-        f"  -- polled for up to {settings.lock_wait:g}s",
-        f"-- every statement runs with lock_timeout = {settings.statement_lock_timeout:g}s",
+        f"-- each revision takes the migration lock (advisory key {lock_key(settings.schema)}) in its own "
+        f"transaction, waiting up to {settings.lock_wait:g}s; DDL waits at most "
+        f"lock_timeout = {settings.statement_lock_timeout:g}s for a table lock",
     ]
 
 
@@ -49,9 +64,9 @@ def render_upgrade(settings: Settings, planned: Iterable[Revision]) -> str:
     for rev in planned:
         lines += ["", f"-- ==== {rev.id}: {rev.message} ({rev.up.path})"]
         lines += _body(
+            settings,
             rev.up, f"record {rev.id} in {settings.schema}._yoyo_migration, _yoyo_log, _z4j_migrate_revision"
         )
-    lines.append(f"SELECT pg_catalog.pg_advisory_unlock({lock_key(settings.schema)});")
     return "\n".join(lines) + "\n"
 
 
@@ -67,8 +82,8 @@ def render_downgrade(settings: Settings, plan: list[DowngradeStep]) -> str:
         src = " (down SQL stored in the database)" if step.from_database else ""
         lines += ["", f"-- ==== undo {rev.id}{src} ({rev.down.path})"]
         lines += _body(
+            settings,
             rev.down,
             f"remove {rev.id} from {settings.schema}._yoyo_migration and _z4j_migrate_revision; log 'rollback'",
         )
-    lines.append(f"SELECT pg_catalog.pg_advisory_unlock({lock_key(settings.schema)});")
     return "\n".join(lines) + "\n"

@@ -14,6 +14,8 @@
      +-- PrivilegeError                  (7)  logged in, but the role lacks a privilege we need
      +-- IncompleteRevision              (8)  a non-transactional revision stopped part-way
      +-- VerificationFailed              (9)  `verify`: a down does not undo its up
+     +-- ReadOnlyServer                  (11) the server cannot write (hot standby, read-only default)
+    interrupt.Interrupted                (12) SIGTERM/SIGINT (a BaseException, not a Z4jMigrateError)
 
 Messages are one paragraph, say what is wrong and where, and never contain a
 password: every message passes through `redact` when it is built.
@@ -42,13 +44,17 @@ def register_secrets_in(value: str) -> None:
     libpq's parse errors quote the offending token ("invalid percent-encoded
     token", "unexpected spaces found in"), which may be the raw password.
     """
+    from urllib.parse import unquote
+
     url = re.match(r"^[a-z][a-z0-9+.-]*://(?P<auth>[^/?#]*)@", value, re.I)
     if url and ":" in url["auth"]:
         raw = url["auth"].split(":", 1)[1]
         register_secret(raw)
-        from urllib.parse import unquote
-
         register_secret(unquote(raw))
+    if re.match(r"^[a-z][a-z0-9+.-]*://", value, re.I):  # postgresql://h/db?password=... (ends at & or #)
+        for match in re.finditer(r"[?&]password=(?P<pw>[^&#]*)", value, re.I):
+            register_secret(match["pw"])
+            register_secret(unquote(match["pw"]))
     for match in _KV_PASSWORD.finditer(value):
         register_secret(match["pw"])
         register_secret(match["pw"].strip("'"))
@@ -151,6 +157,12 @@ class VerificationFailed(Z4jMigrateError):
         super().__init__(message)
 
 
+class ReadOnlyServer(Z4jMigrateError):
+    """Work is pending but the server answers read-only: a hot standby, or default_transaction_read_only."""
+
+    exit_code = 11
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success (including: nothing to do)",
     1: "a revision's SQL failed (rolled back), or an unexpected error",
@@ -163,4 +175,9 @@ EXIT_CODES: dict[int, str] = {
     "a privilege z4j-migrate needs (its bookkeeping tables, a missing extension)",
     8: "a non-transactional revision stopped part-way and needs attention",
     9: "verify found a down that does not undo its up",
+    10: "status --exit-code only: revisions are pending",
+    11: "revisions are pending but the server is read-only (a hot standby, or default_transaction_read_only)",
+    12: "interrupted by SIGTERM or SIGINT: the statement in flight was cancelled and rolled back (or, "
+    "non-transactional, journaled), the lock released",
+    141: "the output pipe was closed (e.g. piped into head): the command stopped quietly",
 }

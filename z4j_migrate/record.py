@@ -18,8 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -40,9 +39,10 @@ TABLES = (
     "_z4j_migrate_head",
 )
 HEAD_TABLE = "_z4j_migrate_head"
-# Set to 'on' in every z4j-migrate session (db.connect, startup packet): the head triggers skip our
-# own writes, which instead invalidate the digest first and recompute it once at the end of the run
-# (head_recomputed). A row trigger costs about 20 microseconds per row: 4% of a 1000-revision run.
+# The head triggers skip writes made by a session where this is 'on'. z4j-migrate no longer sets it
+# (its runs let the triggers keep the digest, in the same transaction as every bookkeeping write, so
+# no interruption can leave it stale); the clause stays so the trigger text of existing databases
+# is unchanged (docs/reliability.md, "The head digest").
 WRITER_SETTING = "z4j_migrate.writer"
 HEAD_FUNCTION = "_z4j_migrate_head_track"
 # Which rows of which table feed the head digest: the tag starts each row's text (see row_text).
@@ -93,12 +93,16 @@ class DbState:
 
 @dataclass(frozen=True)
 class Probe:
-    """Which bookkeeping tables exist and which extensions are installed: one catalog-only statement."""
+    """Which bookkeeping tables exist, which extensions are installed, and what server session
+    answered (its pid, and whether it can write): one catalog-only statement."""
 
     yoyo: bool
     ours: bool
     head: bool
     extensions: frozenset[str]
+    backend_pid: int = 0  # the server's pid; a pooler announces a pid of its own at connect
+    in_recovery: bool = False  # a hot standby
+    read_only: bool = False  # transaction_read_only: a standby, or default_transaction_read_only
 
 
 def _head_triggers(schema: str) -> sql.Composed:
@@ -148,7 +152,8 @@ def _composed(schema: str) -> dict[str, sql.Composed | sql.SQL]:
         "probe": sql.SQL(
             "SELECT pg_catalog.to_regclass(%s) IS NOT NULL, pg_catalog.to_regclass(%s) IS NOT NULL, "
             "pg_catalog.to_regclass(%s) IS NOT NULL, ARRAY(SELECT e.extname::text FROM pg_catalog.pg_extension e "
-            "WHERE %s::text[] IS NULL OR e.extname = ANY(%s::text[]))"
+            "WHERE %s::text[] IS NULL OR e.extname = ANY(%s::text[])), pg_catalog.pg_backend_pid(), "
+            "pg_catalog.pg_is_in_recovery(), pg_catalog.current_setting('transaction_read_only') = 'on'"
         ),
         # Three plain scans, joined in Python: planning a join on a fresh backend (cold caches)
         # cost more than the no-op check's whole client side (measured: 0.9 vs 0.5 ms server time).
@@ -283,7 +288,6 @@ def _composed(schema: str) -> dict[str, sql.Composed | sql.SQL]:
             "SELECT pg_catalog.concat('p ', migration_id) FROM {p}) rows_, LATERAL (SELECT pg_catalog.concat('x', "
             "pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(rows_.t, 'UTF8')), 'hex'))::bit(256) AS d) h_ "
         ).format(h=t(HEAD_TABLE), m=t("_yoyo_migration"), r=t("_z4j_migrate_revision"), p=t("_z4j_migrate_progress")),
-        "invalidate_head": sql.SQL("UPDATE {h} SET digest = NULL").format(h=t(HEAD_TABLE)),
         "stored_down": sql.SQL(
             "SELECT migration_id, down_sql, down_transactional FROM {r} WHERE migration_id = ANY(%s)"
         ).format(r=t("_z4j_migrate_revision")),
@@ -356,7 +360,7 @@ def probe(conn: psycopg.Connection, schema: str, extensions: tuple[str, ...] | N
     ERROR line to the server log (stock yoyo's probes write two).
     """
     wanted = None if extensions is None else list(extensions)
-    yoyo, ours, head, installed = conn.execute(
+    yoyo, ours, head, installed, pid, recovery, read_only = conn.execute(
         _q(schema)["probe"],
         (
             _regclass(schema, "_yoyo_migration"),
@@ -366,7 +370,7 @@ def probe(conn: psycopg.Connection, schema: str, extensions: tuple[str, ...] | N
             wanted,
         ),
     ).fetchone()  # type: ignore[misc]
-    return Probe(bool(yoyo), bool(ours), bool(head and yoyo and ours), frozenset(installed))
+    return Probe(bool(yoyo), bool(ours), bool(head and yoyo and ours), frozenset(installed), pid, recovery, read_only)
 
 
 def read_head(conn: psycopg.Connection, schema: str) -> int | None:
@@ -429,13 +433,13 @@ def read_state(
 
 
 def ensure_tables(conn: psycopg.Connection, schema: str) -> None:
-    """Create the bookkeeping tables and the head digest if missing (called under the migration lock)."""
+    """Create the bookkeeping tables and the head digest if missing (inside a transaction that holds
+    the migration lock, so concurrent first runs cannot race on CREATE TABLE)."""
     q = _q(schema)
     try:
-        with conn.transaction():
-            conn.execute(q["create"])
-            conn.execute(q["create_head"])
-            conn.execute(q["rebuild_head"])  # the rows stock yoyo may have left
+        conn.execute(q["create"])
+        conn.execute(q["create_head"])
+        conn.execute(q["rebuild_head"])  # the rows stock yoyo may have left
     except pgerrors.InsufficientPrivilege as exc:
         role = conn.info.user
         raise PrivilegeError(
@@ -445,40 +449,42 @@ def ensure_tables(conn: psycopg.Connection, schema: str) -> None:
         ) from None
 
 
-def repair_head(conn: psycopg.Connection, schema: str, *, create: bool) -> bool:
-    """Recompute the head digest from the tables (creating its table and triggers first if `create`).
+# The privileges on the history table, as GRANT statements for another table: a bookkeeping object
+# created later (the head digest) must be usable by every role the owner already let in.
+_GRANTS = (
+    "SELECT p.privilege_type, CASE WHEN p.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END "
+    "FROM pg_catalog.pg_class c, LATERAL pg_catalog.aclexplode(c.relacl) p "
+    "LEFT JOIN pg_catalog.pg_roles r ON r.oid = p.grantee "
+    "WHERE c.oid = pg_catalog.to_regclass(%s) AND p.grantee <> c.relowner"
+)
 
-    Under the migration lock. Returns False, changing nothing, when the role may not do it
-    (creating triggers needs the tables' owner): the start-up check then keeps reading the
-    whole history, which is slower but just as correct.
+
+def _copy_grants(conn: psycopg.Connection, schema: str, source: str, target: str) -> None:
+    rows = conn.execute(_GRANTS, (_regclass(schema, source),)).fetchall()
+    for privilege, grantee in rows:
+        conn.execute(
+            sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privilege), _table(schema, target), sql.SQL(grantee))
+        )
+
+
+def repair_head(conn: psycopg.Connection, schema: str, *, create: bool) -> bool:
+    """Recompute the head digest from the tables (creating its table and triggers first if `create`,
+    with the grants the history table has).
+
+    Inside a transaction holding the migration lock. Returns False, changing nothing, when the role
+    may not do it (creating triggers needs the tables' owner) or the server is read-only (a standby):
+    the start-up check then keeps reading the whole history, which is slower but just as correct.
     """
     q = _q(schema)
     try:
-        with conn.transaction():
+        with conn.transaction():  # a savepoint: a refusal leaves the caller's transaction usable
             if create:
                 conn.execute(q["create_head"])
+                _copy_grants(conn, schema, "_z4j_migrate_revision", HEAD_TABLE)
             conn.execute(q["rebuild_head"])
-    except pgerrors.InsufficientPrivilege:
+    except (pgerrors.InsufficientPrivilege, pgerrors.ReadOnlySqlTransaction):
         return False
     return True
-
-
-@contextmanager
-def head_recomputed(conn: psycopg.Connection, schema: str, *, exists: bool) -> Iterator[None]:
-    """Around a run's own bookkeeping writes (under the migration lock; see WRITER_SETTING).
-
-    The digest is NULL while the run writes, so every start-up check in the meantime reads the
-    whole history; it is recomputed from the tables at the end, also after a failure. If this
-    process dies first, it stays NULL and the next run that finds nothing to do rebuilds it.
-    """
-    if exists:
-        conn.execute(_q(schema)["invalidate_head"])
-    try:
-        yield
-    finally:
-        if exists and not conn.closed and not conn.broken:
-            with suppress(psycopg.Error):  # the run's own error matters more; the next run rebuilds it
-                repair_head(conn, schema, create=False)
 
 
 @lru_cache(maxsize=1)
@@ -628,3 +634,18 @@ def clear_progress(cur: psycopg.Cursor, schema: str, *, rev_id: str, comment: st
     removed = cur.rowcount
     _log(cur, schema, rev_id, "unmark", comment)
     return removed
+
+
+def revision_state(conn: psycopg.Connection, schema: str, rev_id: str) -> tuple[bool, ProgressRow | None]:
+    """Whether one revision is applied, and its journal row: re-read once a session holds the lock."""
+    row = conn.execute(
+        sql.SQL(
+            "SELECT EXISTS (SELECT FROM {m} WHERE migration_hash = %s), p.direction, p.statements_done, "
+            "p.statements_total, p.next_line, p.last_error, p.started_at "
+            "FROM (SELECT) one_ LEFT JOIN {p} p ON p.migration_id = %s"
+        ).format(m=_table(schema, "_yoyo_migration"), p=_table(schema, "_z4j_migrate_progress")),
+        (migration_hash(rev_id), rev_id),
+    ).fetchone()
+    assert row is not None
+    progress = ProgressRow(rev_id, row[1], row[2], row[3], row[4], row[5], row[6]) if row[1] else None
+    return bool(row[0]), progress

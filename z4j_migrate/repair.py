@@ -12,7 +12,7 @@ from . import record
 from .config import Settings
 from .db import connect
 from .errors import ConfigError
-from .lock import advisory_lock, lock_key
+from .lock import lock_key, locked_transaction
 from .plan import find_drift
 from .revisions import discover
 
@@ -23,7 +23,7 @@ def accept_edit(settings: Settings, rev_id: str) -> None:
     revision = revset.by_id().get(rev_id)
     if revision is None:
         raise ConfigError(f"accept: {rev_id} is not a revision in {revset.directory}.")
-    with connect(settings) as conn, advisory_lock(conn, lock_key(settings.schema), settings.lock_wait):
+    with connect(settings) as conn, locked_transaction(conn, lock_key(settings.schema), settings.lock_wait):
         state = record.read_state(conn, settings.schema, ())
         drift = find_drift(revset.revisions, state)
         if rev_id not in drift.edited and rev_id not in drift.unverified:
@@ -31,25 +31,24 @@ def accept_edit(settings: Settings, rev_id: str) -> None:
         from .sqlcheck import check_revision
 
         check_revision(revision)
-        with record.head_recomputed(conn, settings.schema, exists=state.has_head), conn.transaction():
-            cur = conn.cursor()
-            if rev_id in drift.unverified:  # applied by stock yoyo: adopt it with today's files
-                record.record_applied(cur, settings.schema, revision, duration_ms=0.0)
-            record.accept_checksums(
-                cur,
-                settings.schema,
-                rev_id=rev_id,
-                up_checksum=revision.up.checksum,
-                down_checksum=revision.down.checksum,
-                down_sql=revision.down.text,
-                down_transactional=revision.down.transactional,
-            )
+        cur = conn.cursor()
+        if rev_id in drift.unverified:  # applied by stock yoyo: adopt it with today's files
+            record.record_applied(cur, settings.schema, revision, duration_ms=0.0)
+        record.accept_checksums(
+            cur,
+            settings.schema,
+            rev_id=rev_id,
+            up_checksum=revision.up.checksum,
+            down_checksum=revision.down.checksum,
+            down_sql=revision.down.text,
+            down_transactional=revision.down.transactional,
+        )
 
 
 def resolve_partial(settings: Settings, rev_id: str, *, applied: bool) -> None:
     """Close the journal of a stopped non-transactional revision, as applied or as never applied."""
     revset = discover(settings.migrations_dir)
-    with connect(settings) as conn, advisory_lock(conn, lock_key(settings.schema), settings.lock_wait):
+    with connect(settings) as conn, locked_transaction(conn, lock_key(settings.schema), settings.lock_wait):
         state = record.read_state(conn, settings.schema, ())
         progress = state.in_progress.get(rev_id)
         if progress is None:
@@ -57,16 +56,15 @@ def resolve_partial(settings: Settings, rev_id: str, *, applied: bool) -> None:
                 f"resolve: {rev_id} has not stopped part-way; nothing to resolve (see z4j-migrate status)."
             )
         revision = revset.by_id().get(rev_id)
-        with record.head_recomputed(conn, settings.schema, exists=state.has_head), conn.transaction():
-            cur = conn.cursor()
-            finished = applied if progress.direction == "apply" else not applied
-            if progress.direction == "apply" and applied:
-                if revision is None:
-                    raise ConfigError(f"resolve: {rev_id} is not in {revset.directory}; cannot record it as applied.")
-                record.record_applied(cur, settings.schema, revision, duration_ms=0.0)
-            elif progress.direction == "rollback" and not applied:
-                record.record_rolled_back(cur, settings.schema, rev_id=rev_id)
-            what = "finished by hand" if finished else "undone by hand"
-            record.clear_progress(
-                cur, settings.schema, rev_id=rev_id, comment=f"z4j-migrate resolve: {progress.direction} {what}"
-            )
+        cur = conn.cursor()
+        finished = applied if progress.direction == "apply" else not applied
+        if progress.direction == "apply" and applied:
+            if revision is None:
+                raise ConfigError(f"resolve: {rev_id} is not in {revset.directory}; cannot record it as applied.")
+            record.record_applied(cur, settings.schema, revision, duration_ms=0.0)
+        elif progress.direction == "rollback" and not applied:
+            record.record_rolled_back(cur, settings.schema, rev_id=rev_id)
+        what = "finished by hand" if finished else "undone by hand"
+        record.clear_progress(
+            cur, settings.schema, rev_id=rev_id, comment=f"z4j-migrate resolve: {progress.direction} {what}"
+        )

@@ -22,8 +22,10 @@ CONFIG_FILE = "z4j-migrate.toml"
 
 REVISION_FILE_NAME = re.compile(r"^(?P<version>\d{4,})_(?P<slug>[a-z0-9]+(?:_[a-z0-9]+)*)\.(?P<kind>up|down)\.sql$")
 _DIRECTIVE = re.compile(r"^--\s*(?P<key>[A-Za-z][A-Za-z_-]*)\s*:(?P<value>.*)$")
-_UP_KEYS = frozenset({"message", "transactional", "destructive"})
-_DOWN_KEYS = frozenset({"transactional", "irreversible", "preflight"})
+_UP_KEYS = frozenset({"message", "transactional", "destructive", "statement-timeout"})
+_DOWN_KEYS = frozenset({"transactional", "irreversible", "preflight", "statement-timeout"})
+_DURATION = re.compile(r"^(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|min|h)?$")
+_UNIT_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, None: 1000}
 _ALL_KEYS = _UP_KEYS | _DOWN_KEYS
 _EXTENSION = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
 
@@ -45,6 +47,7 @@ class SqlFile:
     checksum: str
     transactional: bool
     has_sql: bool
+    statement_timeout_ms: int | None = None  # '-- statement-timeout:'; None: the run's setting
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,24 @@ def parse_header(text: str, path: str, allowed: frozenset[str]) -> tuple[list[tu
     return directives, has_sql
 
 
+def _statement_timeout(directives: list[tuple[str, str, int]], path: str) -> int | None:
+    """'-- statement-timeout: 30s' (ms, s, min, h; a bare number is seconds; 0 or none: no limit)."""
+    found = _single(directives, "statement-timeout", path)
+    if found is None:
+        return None
+    value, line = found
+    if value.lower() in ("none", "off"):
+        return 0
+    match = _DURATION.match(value.lower())
+    if match is None:
+        raise RevisionFileError(
+            f"'-- statement-timeout: {value}' is not a duration; write e.g. 30s, 500ms, 10min or 0 (no limit).",
+            path=path,
+            line=line,
+        )
+    return int(float(match["number"]) * _UNIT_MS[match["unit"]])
+
+
 def _single(directives: list[tuple[str, str, int]], key: str, path: str) -> tuple[str, int] | None:
     found = [(v, n) for k, v, n in directives if k == key]
     if len(found) > 1:
@@ -217,8 +238,17 @@ def parse_pair(version: int, rev_id: str, up_path: str, up_raw: bytes, down_path
         version=version,
         id=rev_id,
         message=message[0],
-        up=SqlFile(up_path, up_text, checksum(up_text), up_transactional, True),
-        down=SqlFile(down_path, down_text, checksum(down_text), down_transactional, down_has_sql),
+        up=SqlFile(
+            up_path, up_text, checksum(up_text), up_transactional, True, _statement_timeout(up_directives, up_path)
+        ),
+        down=SqlFile(
+            down_path,
+            down_text,
+            checksum(down_text),
+            down_transactional,
+            down_has_sql,
+            _statement_timeout(down_directives, down_path),
+        ),
         irreversible=irreversible[0] if irreversible else None,
         preflights=preflights,
         destructive=destructive[0] if destructive else None,
@@ -231,7 +261,7 @@ def parse_stored_down(rev_id: str, text: str, transactional: bool) -> Revision:
     path = f"<database: {rev_id}.down.sql>"
     directives, has_sql = parse_header(text, path, _DOWN_KEYS)
     irreversible = _single(directives, "irreversible", path)
-    down = SqlFile(path, text, checksum(text), transactional, has_sql)
+    down = SqlFile(path, text, checksum(text), transactional, has_sql, _statement_timeout(directives, path))
     return Revision(
         version=version,
         id=rev_id,

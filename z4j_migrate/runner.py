@@ -21,12 +21,16 @@ import contextlib
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import psycopg
 from psycopg import errors as pgerrors
 
-from . import record
+from . import interrupt, record
+from .config import Settings
+from .db import migration_settings, read_only_error
 from .errors import ConnectionFailed, IncompleteRevision, LockTimeout, RevisionFailed
+from .lock import ALREADY_DONE, BUSY, LockWait, abort, guard_sql, session_lock
 from .logs import log  # noqa: E402
 from .record import ProgressRow
 from .revisions import Revision, SqlFile
@@ -90,78 +94,168 @@ def _who_holds(conn: psycopg.Connection, sql_file: SqlFile) -> str:
     return "; ".join(f"a lock on table {r[0]} held by pid {r[1]} ('{r[2]}')" for r in rows)
 
 
-_BEGIN = "BEGIN;\n"
+@dataclass(frozen=True)
+class RunContext:
+    """What every revision of one run shares: the settings, the lock key, and the connection that
+    non-transactional revisions use (one server session: the main connection unless it goes through
+    a transaction pooler, then the direct URL's)."""
+
+    settings: Settings
+    key: int
+    session_conn: psycopg.Connection | None
+
+    @property
+    def schema(self) -> str:
+        return self.settings.schema
+
+
+def _timeout_hint(exc: psycopg.Error, sql_file: SqlFile, settings: Settings) -> str:
+    """A statement_timeout names where the limit came from and how to change it."""
+    if not isinstance(exc, pgerrors.QueryCanceled) or "statement timeout" not in str(exc):
+        return ""
+    if sql_file.statement_timeout_ms is not None:
+        source = f"the file's '-- statement-timeout:' directive ({sql_file.statement_timeout_ms} ms)"
+    else:
+        source = f"--statement-timeout / Z4J_STATEMENT_TIMEOUT ({settings.statement_timeout:g} s)"
+    return (
+        f" The statement ran longer than statement_timeout, set by {source}; raise it or set it to 0 "
+        "(no limit). A role's or database's own statement_timeout never applies to a migration."
+    )
 
 
 def _run_transactional(
     conn: psycopg.Connection,
+    ctx: RunContext,
     revision: Revision,
     sql_file: SqlFile,
     direction: str,
     bookkeeping: Callable[[], str],
-    retries: int,
-) -> float:
-    """One transaction, one round trip: BEGIN, the file as written, the bookkeeping, COMMIT, run as a yoyo step.
+) -> float | None:
+    """One transaction, one round trip: BEGIN, the session settings, the lock guard, the file as
+    written, the bookkeeping and COMMIT, sent as one query message and run as a yoyo step.
 
-    They travel as one simple-protocol query message, so the server parses the whole message
-    before running any of it (a syntax error anywhere runs nothing) and an error anywhere
-    aborts the transaction: SQL and history rows commit or vanish together. psql sends every
-    statement on its own round trip; this is how a revision costs no more than under psql.
-    Retried as a whole when a table lock times out.
+    The server parses the whole message before running any of it (a syntax error anywhere runs
+    nothing) and an error anywhere aborts the transaction: SQL and history rows commit or vanish
+    together, and the lock dies with the transaction, so this holds through a transaction pooler.
+    Returns the duration in ms, or None when another run applied (or undid) the revision first.
+    Retried as a whole while the lock is busy, and when a table lock times out.
     """
     from .yoyo_bridge import run_one_message
 
+    prefix = (
+        f"BEGIN;\n{migration_settings(ctx.settings, sql_file.statement_timeout_ms)};\n"
+        f"{guard_sql(ctx.key, ctx.schema, record.migration_hash(revision.id), applied=direction == 'rollback')};\n"
+    )
+    wait = LockWait(conn, ctx.key, ctx.settings.lock_wait)
     attempt = 0
     while True:
+        wait.until_free()
+        interrupt.check()
         started = time.perf_counter()
         try:
-            run_one_message(conn, revision, direction, f"{_BEGIN}{sql_file.text}\n;\n{bookkeeping()};\nCOMMIT")
+            with interrupt.cancellable(conn):
+                run_one_message(conn, revision, direction, f"{prefix}{sql_file.text}\n;\n{bookkeeping()};\nCOMMIT")
             return (time.perf_counter() - started) * 1000
-        except pgerrors.LockNotAvailable as exc:
-            _abort(conn)
-            attempt += 1
-            if attempt > retries:
-                raise LockTimeout(
-                    f"{sql_file.path}: gave up after {attempt} attempts, each waiting at most "
-                    f"lock_timeout for {_who_holds(conn, sql_file)} ({_describe(exc)}). The revision "
-                    "was rolled back each time and left nothing behind; retry when the application "
-                    "lets go, or raise --statement-lock-timeout."
-                ) from None
-            delay = min(0.25 * 2 ** (attempt - 1), 8.0) * random.uniform(0.8, 1.2)
-            log.warning(
-                "%s: lock_timeout (%s); retry %d/%d in %.1fs", revision.id, _describe(exc), attempt, retries, delay
-            )
-            time.sleep(delay)
         except psycopg.Error as exc:
-            _abort(conn)
-            if _is_connection_loss(exc, conn):
-                raise _lost(exc, revision, "applying" if direction == "apply" else "rolling back") from None
-            raise RevisionFailed(
-                f"{_position(exc, sql_file, char_offset=len(_BEGIN))}: {_describe(exc)}. Revision {revision.id} "
-                "was rolled back and left no trace; revisions before it stay applied.",
-                revision=revision.id,
-                path=sql_file.path,
-            ) from None
+            with interrupt.critical():
+                abort(conn)
+            if interrupt.requested() is not None:
+                raise _interrupted(undone=revision.id) from None
+            if exc.sqlstate == BUSY:
+                wait.pause()
+                continue
+            if exc.sqlstate == ALREADY_DONE:
+                return None
+            if isinstance(exc, pgerrors.LockNotAvailable):
+                attempt += 1
+                _back_off(conn, revision, sql_file, exc, attempt, ctx.settings.lock_retries)
+                continue
+            raise _failed(conn, exc, revision, sql_file, direction, ctx.settings, char_offset=len(prefix)) from None
 
 
-def _abort(conn: psycopg.Connection) -> None:
-    """End the failed transaction, if the session still has one (an error at COMMIT already did)."""
-    if conn.closed or conn.broken or conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-        return
-    with contextlib.suppress(psycopg.Error):  # the session is going away; the server rolls back with it
-        conn.execute("ROLLBACK")
+def _interrupted(*, undone: str | None = None, journaled: str | None = None) -> interrupt.Interrupted:
+    stop = interrupt.Interrupted(interrupt.requested() or 15)
+    stop.undone, stop.journaled = undone, journaled
+    return stop
+
+
+def _back_off(
+    conn: psycopg.Connection, revision: Revision, sql_file: SqlFile, exc: psycopg.Error, attempt: int, retries: int
+) -> None:
+    """A table lock timed out (lock_timeout): the revision was rolled back; wait and let it retry."""
+    if attempt > retries:
+        raise LockTimeout(
+            f"{sql_file.path}: gave up after {attempt} attempts, each waiting at most "
+            f"lock_timeout for {_who_holds(conn, sql_file)} ({_describe(exc)}). The revision "
+            "was rolled back each time and left nothing behind; retry when the application "
+            "lets go, or raise --statement-lock-timeout."
+        ) from None
+    delay = min(0.25 * 2 ** (attempt - 1), 8.0) * random.uniform(0.8, 1.2)
+    log.warning("%s: lock_timeout (%s); retry %d/%d in %.1fs", revision.id, _describe(exc), attempt, retries, delay)
+    interrupt.sleep(delay)
+
+
+def _failed(
+    conn: psycopg.Connection,
+    exc: psycopg.Error,
+    revision: Revision,
+    sql_file: SqlFile,
+    direction: str,
+    settings: Settings,
+    *,
+    char_offset: int,
+) -> Exception:
+    """The error a failed transactional revision raises (it was rolled back)."""
+    if _is_connection_loss(exc, conn):
+        return _lost(exc, revision, "applying" if direction == "apply" else "rolling back")
+    if isinstance(exc, pgerrors.ReadOnlySqlTransaction):
+        return read_only_error(settings.database.display, str(exc).strip().splitlines()[0])
+    return RevisionFailed(
+        f"{_position(exc, sql_file, char_offset=char_offset)}: {_describe(exc)}. Revision {revision.id} "
+        f"was rolled back and left no trace; revisions before it stay applied.{_timeout_hint(exc, sql_file, settings)}",
+        revision=revision.id,
+        path=sql_file.path,
+    )
 
 
 def _run_statements(
+    ctx: RunContext,
+    revision: Revision,
+    sql_file: SqlFile,
+    direction: str,
+    bookkeeping: Callable[[psycopg.Connection, float], None],
+) -> float | None:
+    """Autocommit, one statement at a time, each journaled before and after it runs, under the
+    session lock on the run's session connection. Returns None when another run did it first."""
+    conn = ctx.session_conn
+    assert conn is not None, "the caller checks for a session connection before running anything"
+    with session_lock(conn, ctx.key, ctx.settings.lock_wait):
+        applied, progress = record.revision_state(conn, ctx.schema, revision.id)
+        if applied == (direction == "apply") and progress is None:
+            return None
+        conn.execute(migration_settings(ctx.settings, sql_file.statement_timeout_ms, local=False))
+        try:
+            return _statements_locked(conn, ctx, revision, sql_file, direction, bookkeeping, progress)
+        finally:
+            with interrupt.critical(), contextlib.suppress(psycopg.Error):
+                conn.execute(_RESET_SETTINGS)
+
+
+_RESET_SETTINGS = (
+    "RESET lock_timeout; RESET statement_timeout; RESET idle_in_transaction_session_timeout; "
+    "RESET client_connection_check_interval"
+)
+
+
+def _statements_locked(
     conn: psycopg.Connection,
-    schema: str,
+    ctx: RunContext,
     revision: Revision,
     sql_file: SqlFile,
     direction: str,
     bookkeeping: Callable[[psycopg.Connection, float], None],
     progress: ProgressRow | None,
 ) -> float:
-    """Autocommit, one statement at a time, each journaled before and after it runs."""
     from .sqlcheck import split_statements
     from .yoyo_bridge import RevisionMigration, _Backend, _Step
 
@@ -170,35 +264,34 @@ def _run_statements(
     done = progress.statements_done if progress and progress.direction == direction else 0
     if done:
         log.warning("%s: resuming %s at statement %d of %d", revision.id, direction, done + 1, total)
-    backend = _Backend(conn)
+        if done < total:
+            _drop_leftover_index(conn, statements[done].sql)
     cur = conn.cursor()
     started = time.perf_counter()
-
     in_flight = [statements[done] if done < total else statements[-1]]
+
+    def journal(done_count: int, next_line: int | None, error: str | None = None) -> None:
+        with interrupt.critical():
+            record.record_progress(
+                cur,
+                ctx.schema,
+                rev_id=revision.id,
+                direction=direction,
+                done=done_count,
+                total=total,
+                next_line=next_line,
+                error=error,
+            )
 
     def make(statement_index: int, text: str, line: int) -> Callable[[psycopg.Connection], None]:
         def run(connection: psycopg.Connection) -> None:
             in_flight[0] = statements[statement_index - 1]
-            record.record_progress(
-                cur,
-                schema,
-                rev_id=revision.id,
-                direction=direction,
-                done=statement_index - 1,
-                total=total,
-                next_line=line,
-            )
-            cur.execute(text)
+            journal(statement_index - 1, line)
+            with interrupt.cancellable(conn):
+                cur.execute(text)
             following = statements[statement_index].line if statement_index < total else None  # where to resume
-            record.record_progress(
-                cur,
-                schema,
-                rev_id=revision.id,
-                direction=direction,
-                done=statement_index,
-                total=total,
-                next_line=following,
-            )
+            journal(statement_index, following)
+            interrupt.check()
 
         return run
 
@@ -211,48 +304,54 @@ def _run_statements(
     if direction == "rollback":
         steps.reverse()  # process_steps reverses rollback steps; keep file order
     migration = RevisionMigration(revision, steps, transactional=False)
-    current = [done]
     try:
-        migration.process_steps(backend, direction)
+        migration.process_steps(_Backend(conn), direction)
     except psycopg.Error as exc:
+        failed = in_flight[0]
+        where = f"statement {failed.index} of {total} ({sql_file.path}:{failed.line})"
         if _is_connection_loss(exc, conn):
-            where = f"statement {in_flight[0].index} of {total} ({sql_file.path}:{in_flight[0].line})"
             raise _lost(exc, revision, "applying" if direction == "apply" else "rolling back", where) from None
-        try:
-            row = conn.execute(
-                f"SELECT statements_done FROM {_qualified(schema, '_z4j_migrate_progress')} WHERE migration_id = %s",
-                (revision.id,),
-            ).fetchone()
-            current[0] = row[0] if row else done
-            failed = statements[current[0]] if current[0] < total else statements[-1]
-            record.record_progress(
-                cur,
-                schema,
-                rev_id=revision.id,
-                direction=direction,
-                done=current[0],
-                total=total,
-                next_line=failed.line,
-                error=_describe(exc),
-            )
-        except psycopg.Error:
-            failed = statements[done]
-        hint = invalid_index_hint(conn)
+        stopped = interrupt.requested() is not None
+        with contextlib.suppress(psycopg.Error):
+            journal(failed.index - 1, failed.line, "interrupted" if stopped else _describe(exc))
+        if stopped:
+            raise _interrupted(journaled=revision.id) from None
+        if isinstance(exc, pgerrors.ReadOnlySqlTransaction):
+            raise read_only_error(ctx.settings.database.display, str(exc).strip().splitlines()[0]) from None
         raise IncompleteRevision(
             f"{sql_file.path}:{failed.line}: statement {failed.index} of {total} failed: "
-            f"{_describe(exc)}. This revision runs without a transaction: statements 1-{failed.index - 1} "
-            f"are in effect and are not undone.{hint} Fix the cause and run z4j-migrate again to resume "
-            f"at statement {failed.index}."
+            f"{_describe(exc)}. This revision runs without a transaction: "
+            f"{_in_effect(failed.index)}{_timeout_hint(exc, sql_file, ctx.settings)}{invalid_index_hint(conn)} "
+            f"Fix the cause and run z4j-migrate again to resume at statement {failed.index} (an INVALID index that "
+            "statement left is dropped first)."
         ) from None
-    with conn.transaction():
+    with interrupt.critical(), conn.transaction():
         bookkeeping(conn, (time.perf_counter() - started) * 1000)
     return (time.perf_counter() - started) * 1000
 
 
-def _qualified(schema: str, table: str) -> str:
-    from psycopg import sql
+def _in_effect(failed_index: int) -> str:
+    if failed_index <= 1:
+        return "none of its statements is in effect."
+    span = "statement 1 is" if failed_index == 2 else f"statements 1-{failed_index - 1} are"
+    return f"{span} in effect and not undone."
 
-    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table)).as_string(None)
+
+def _drop_leftover_index(conn: psycopg.Connection, statement_sql: str) -> None:
+    """The statement to resume is a CREATE INDEX CONCURRENTLY that was cancelled, killed or timed out:
+    the journal proves it never finished, so an INVALID index of its name is its leftover, and
+    running it again would fail with "already exists". Drop that one index (never any other)."""
+    from .sqlcheck import concurrent_index_name
+
+    name = concurrent_index_name(statement_sql)
+    if name is None:
+        return
+    row = conn.execute(
+        "SELECT NOT i.indisvalid FROM pg_catalog.pg_index i WHERE i.indexrelid = pg_catalog.to_regclass(%s)", (name,)
+    ).fetchone()
+    if row and row[0]:
+        log.warning("dropping INVALID index %s left by the interrupted statement, then running it again", name)
+        conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
 
 
 def invalid_indexes(conn: psycopg.Connection) -> list[tuple[str, str]]:
@@ -281,36 +380,41 @@ def invalid_index_hint(conn: psycopg.Connection) -> str:
 
 
 def apply_revision(
-    conn: psycopg.Connection, schema: str, revision: Revision, *, retries: int, progress: ProgressRow | None = None
-) -> float:
-    """Apply one revision and record it; returns its duration in milliseconds."""
-    journaled = progress is not None or not revision.up.transactional  # a progress row to clear
+    conn: psycopg.Connection, ctx: RunContext, revision: Revision, *, journaled: bool = False
+) -> float | None:
+    """Apply one revision and record it; its duration in ms, or None if another run applied it first.
+
+    `journaled`: a progress row may exist for it (a run stopped part-way), which recording clears.
+    """
+    journaled = journaled or not revision.up.transactional
 
     def bookkeeping(connection: psycopg.Connection, duration_ms: float) -> None:
-        record.record_applied(connection.cursor(), schema, revision, duration_ms=duration_ms, clear_progress=journaled)
+        record.record_applied(
+            connection.cursor(), ctx.schema, revision, duration_ms=duration_ms, clear_progress=journaled
+        )
 
     if revision.up.transactional:
 
         def statement() -> str:
-            return record.applied_statement(conn, schema, revision, clear_progress=journaled)
+            return record.applied_statement(conn, ctx.schema, revision, clear_progress=journaled)
 
-        return _run_transactional(conn, revision, revision.up, "apply", statement, retries)
-    return _run_statements(conn, schema, revision, revision.up, "apply", bookkeeping, progress)
+        return _run_transactional(conn, ctx, revision, revision.up, "apply", statement)
+    return _run_statements(ctx, revision, revision.up, "apply", bookkeeping)
 
 
 def rollback_revision(
-    conn: psycopg.Connection, schema: str, revision: Revision, *, retries: int, progress: ProgressRow | None = None
-) -> float:
-    """Undo one revision with its down SQL and remove its history rows."""
-    journaled = progress is not None or not revision.down.transactional  # a progress row to clear
+    conn: psycopg.Connection, ctx: RunContext, revision: Revision, *, journaled: bool = False
+) -> float | None:
+    """Undo one revision with its down SQL and remove its history rows (None: another run did)."""
+    journaled = journaled or not revision.down.transactional
 
     def bookkeeping(connection: psycopg.Connection, duration_ms: float) -> None:
-        record.record_rolled_back(connection.cursor(), schema, rev_id=revision.id, clear_progress=journaled)
+        record.record_rolled_back(connection.cursor(), ctx.schema, rev_id=revision.id, clear_progress=journaled)
 
     if revision.down.transactional:
 
         def statement() -> str:
-            return record.rolled_back_statement(conn, schema, rev_id=revision.id, clear_progress=journaled)
+            return record.rolled_back_statement(conn, ctx.schema, rev_id=revision.id, clear_progress=journaled)
 
-        return _run_transactional(conn, revision, revision.down, "rollback", statement, retries)
-    return _run_statements(conn, schema, revision, revision.down, "rollback", bookkeeping, progress)
+        return _run_transactional(conn, ctx, revision, revision.down, "rollback", statement)
+    return _run_statements(ctx, revision, revision.down, "rollback", bookkeeping)

@@ -136,3 +136,19 @@ def referenced_tables(sql_file: SqlFile) -> list[str]:
     for raw in statements:
         collector(raw)
     return sorted(names)
+
+
+def concurrent_index_name(statement_sql: str) -> str | None:
+    """The (schema-qualified, quoted) index a `CREATE INDEX CONCURRENTLY name ...` statement builds,
+    or None. A cancelled or killed CIC leaves that index INVALID; resuming drops it first."""
+    try:
+        (raw,) = pglast.parse_sql(statement_sql)
+    except (pglast.parser.ParseError, ValueError):
+        return None
+    node = raw.stmt
+    if not isinstance(node, ast.IndexStmt) or not node.concurrent or not node.idxname:
+        return None
+    from psycopg import sql
+
+    parts = (node.relation.schemaname, node.idxname) if node.relation.schemaname else (node.idxname,)
+    return sql.Identifier(*parts).as_string(None)

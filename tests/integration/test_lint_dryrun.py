@@ -205,6 +205,15 @@ DRY = [
 ]
 
 
+def assert_in_order(text: str, pieces: list[str]) -> None:
+    """Each piece occurs after the one before it."""
+    at = 0
+    for piece in pieces:
+        found = text.find(piece, at)
+        assert found >= 0, f"{piece!r} not found after offset {at} in:\n{text}"
+        at = found + len(piece)
+
+
 def test_dry_run_prints_the_sql_in_order_and_touches_nothing(database_url, migrations):
     for rev in DRY:
         write_pair(migrations, *rev)
@@ -214,22 +223,25 @@ def test_dry_run_prints_the_sql_in_order_and_touches_nothing(database_url, migra
     assert r.returncode == 0, r.stderr
     out = r.stdout
     order = [
-        "pg_try_advisory_lock",
         "lock_timeout = 5s",
         "-- ==== 0001_users",
         "BEGIN;",
+        "set_config('lock_timeout', '5000', true)",
+        "pg_try_advisory_xact_lock",
         "CREATE TABLE users (id bigint PRIMARY KEY, email text);",
         "record 0001_users",
         "COMMIT;",
         "-- ==== 0002_users_email",
+        "pg_try_advisory_lock(",
+        "set_config('statement_timeout', '0', false)",
         "-- non-transactional",
         "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_users_email ON users (email);",
-        "-- ==== 0003_posts",
-        "CREATE TABLE posts (id bigint PRIMARY KEY);",
         "pg_advisory_unlock",
+        "-- ==== 0003_posts",
+        "pg_try_advisory_xact_lock",
+        "CREATE TABLE posts (id bigint PRIMARY KEY);",
     ]
-    positions = [out.index(piece) for piece in order]
-    assert positions == sorted(positions), out
+    assert_in_order(out, order)
     assert state_fingerprint(database_url) == before  # not even the bookkeeping tables were created
     assert run_cli("upgrade", "--to", "2", "--dry-run", env=env).stdout.count("-- ==== ") == 2
 
@@ -239,17 +251,17 @@ def test_dry_run_prints_the_sql_in_order_and_touches_nothing(database_url, migra
     assert r.returncode == 0, r.stderr
     out = r.stdout
     order = [
-        "pg_try_advisory_lock",
         "-- preflight (must be true; checked before any step): SELECT NOT EXISTS (SELECT 1 FROM users)",
         "-- ==== undo 0003_posts",
+        "pg_try_advisory_xact_lock",
         "DROP TABLE posts;",
         "-- ==== undo 0002_users_email",
+        "pg_try_advisory_lock(",
         "DROP INDEX CONCURRENTLY IF EXISTS ix_users_email;",
+        "pg_advisory_unlock",
         "-- ==== undo 0001_users",
         "DROP TABLE users;",
-        "pg_advisory_unlock",
     ]
-    positions = [out.index(piece) for piece in order]
-    assert positions == sorted(positions), out
+    assert_in_order(out, order)
     assert state_fingerprint(database_url) == before
     assert applied_ids(database_url) == ["0001_users", "0002_users_email", "0003_posts"]

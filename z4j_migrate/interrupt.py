@@ -1,0 +1,151 @@
+"""SIGTERM and SIGINT: stop at once, and leave the database as a clean stop would.
+
+What Kubernetes sends a Job's pod before it kills it is SIGTERM; Python's default for it
+is to die at once, which leaves the statement in flight running on the server (holding
+the migration lock) until it finishes. With `signals()` installed, a signal does one of
+three things, depending on what the run is doing when it arrives:
+
+- a revision's own SQL is in flight (`cancellable`): the statement is cancelled on the
+  server (libpq's cancel request, which PgBouncer forwards); the run sees the error, rolls
+  back or journals, and raises `Interrupted`;
+- bookkeeping, a ROLLBACK or an unlock is in flight (`critical`): it finishes (each is
+  short), then `check()` raises `Interrupted`;
+- anything else (connecting, reading files, waiting for the lock, a prompt): `Interrupted`
+  is raised at once.
+
+A second signal while the first is being handled is ignored: the clean-up is short.
+`Interrupted` derives from BaseException, so an application's `except Exception` does not
+swallow it (click, which turns KeyboardInterrupt into "Aborted", does not see it either).
+Without `signals()` (a library caller that owns its signals) nothing here does anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+import psycopg
+
+EXIT_CODE = 12
+_SLICE_S = 0.05  # how often a sleep looks at the flag: the worst added latency of a stop
+
+
+class Interrupted(BaseException):
+    """The run was stopped by a signal; `applied` and `rolled_back` say what it left behind."""
+
+    exit_code = EXIT_CODE
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+        self.applied: tuple[str, ...] = ()  # revisions this run applied (or rolled back, for a downgrade)
+        self.undone: str | None = None  # the revision in flight, cancelled and rolled back
+        self.journaled: str | None = None  # the non-transactional revision in flight, stopped part-way
+        self.direction = "apply"
+        super().__init__(self.signal_name)
+
+    def summary(self) -> str:
+        """One line for the operator: what this run changed and what it left."""
+        done = ", ".join(self.applied) if self.applied else "nothing"
+        verb = "applied" if self.direction == "apply" else "rolled back"
+        parts = [f"interrupted by {self.signal_name}: {verb} {done}"]
+        if self.undone:
+            parts.append(f"cancelled {self.undone}, which the server rolled back (it left no trace)")
+        if self.journaled:
+            parts.append(
+                f"stopped the non-transactional {self.journaled} part-way (journaled; the next run resumes it)"
+            )
+        return "; ".join(parts) + "; the migration lock is released. Run z4j-migrate again to continue."
+
+
+class _State:
+    def __init__(self) -> None:
+        self.installed = False
+        self.signum: int | None = None
+        self.cancellable: psycopg.Connection | None = None
+        self.critical = 0
+
+
+_state = _State()
+
+
+def _handler(signum: int, _frame: FrameType | None) -> None:
+    if _state.signum is not None:
+        return  # already stopping
+    _state.signum = signum
+    conn = _state.cancellable
+    if conn is not None:
+        with contextlib.suppress(Exception):  # a failed cancel only means the statement ends by itself
+            conn.cancel()
+        return
+    if _state.critical:
+        return
+    raise Interrupted(signum)
+
+
+@contextmanager
+def signals() -> Iterator[None]:
+    """Install the handlers for the block (main thread only; elsewhere this does nothing)."""
+    if threading.current_thread() is not threading.main_thread() or _state.installed:
+        yield
+        return
+    previous = {s: signal.signal(s, _handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    _state.installed = True
+    _state.signum = None
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        _state.installed = False
+
+
+def requested() -> int | None:
+    """The signal received, if any."""
+    return _state.signum if _state.installed else None
+
+
+def check() -> None:
+    """Raise Interrupted if a signal arrived (at a point where stopping leaves nothing half-done)."""
+    if requested() is not None:
+        raise Interrupted(_state.signum)  # type: ignore[arg-type]
+
+
+@contextmanager
+def critical() -> Iterator[None]:
+    """Work that must finish once started (bookkeeping, ROLLBACK, unlock); a signal waits for it."""
+    _state.critical += 1
+    try:
+        yield
+    finally:
+        _state.critical -= 1
+    if not _state.critical:
+        check()
+
+
+@contextmanager
+def cancellable(conn: psycopg.Connection) -> Iterator[None]:
+    """A revision's own SQL runs on `conn`: a signal cancels it on the server."""
+    _state.cancellable = conn
+    _state.critical += 1
+    try:
+        yield
+    finally:
+        _state.critical -= 1
+        _state.cancellable = None
+
+
+def sleep(seconds: float) -> None:
+    """time.sleep in short slices, so a stop requested meanwhile is seen within _SLICE_S."""
+    end = time.monotonic() + seconds
+    while True:
+        check()
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, _SLICE_S))
