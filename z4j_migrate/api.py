@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -633,7 +634,15 @@ def migrate_on_startup(
     if lock_timeout is not None:
         overrides["lock_wait"] = lock_timeout
     started = time.perf_counter()
-    result = upgrade(database_url=database_url, migrations_dir=migrations_dir, **overrides)
+    try:
+        with interrupt.signals():  # for the call only, and only on the main thread
+            result = upgrade(database_url=database_url, migrations_dir=migrations_dir, **overrides)
+    except interrupt.Interrupted as stop:
+        # Cleaned up (cancelled, rolled back, unlocked): hand the signal to the application's own
+        # handlers, now restored, as if it had arrived just now (SIGTERM's default ends the process).
+        log.error("%s", stop.summary())
+        signal.raise_signal(stop.signum)
+        raise
     if result.applied:
         log.info("applied %d revision(s) in %.0f ms", len(result.applied), (time.perf_counter() - started) * 1000)
     return result
