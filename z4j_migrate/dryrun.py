@@ -64,8 +64,7 @@ def render_upgrade(settings: Settings, planned: Iterable[Revision]) -> str:
     for rev in planned:
         lines += ["", f"-- ==== {rev.id}: {rev.message} ({rev.up.path})"]
         lines += _body(
-            settings,
-            rev.up, f"record {rev.id} in {settings.schema}._yoyo_migration, _yoyo_log, _z4j_migrate_revision"
+            settings, rev.up, f"record {rev.id} in {settings.schema}._yoyo_migration, _yoyo_log, _z4j_migrate_revision"
         )
     return "\n".join(lines) + "\n"
 
