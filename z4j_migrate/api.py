@@ -334,7 +334,7 @@ def _prepare(conn: psycopg.Connection, ctx: RunContext, revset: RevisionSet, sta
     missing = [e for e in revset.extensions if e not in state.extensions]
     if state.bookkeeping and state.has_head and not missing:
         return []
-    with locked_transaction(conn, ctx.key, ctx.settings.lock_wait):
+    with locked_transaction(conn, ctx.key, ctx.settings.lock_wait), interrupt.cancellable(conn):
         conn.execute(migration_settings(ctx.settings))
         if not state.bookkeeping:
             record.ensure_tables(conn, ctx.schema)

@@ -118,23 +118,27 @@ def check() -> None:
 
 @contextmanager
 def critical() -> Iterator[None]:
-    """Work that must finish once started (bookkeeping, ROLLBACK, unlock); a signal waits for it."""
+    """Work that must finish once started (bookkeeping, ROLLBACK, unlock); a signal waits for it,
+    and the caller's next check() raises."""
     _state.critical += 1
     try:
         yield
     finally:
         _state.critical -= 1
-    if not _state.critical:
-        check()
 
 
 @contextmanager
 def cancellable(conn: psycopg.Connection) -> Iterator[None]:
-    """A revision's own SQL runs on `conn`: a signal cancels it on the server."""
+    """A revision's own SQL runs on `conn`: a signal cancels it on the server, and the error the
+    cancelled statement raises becomes Interrupted."""
     _state.cancellable = conn
     _state.critical += 1
     try:
         yield
+    except psycopg.Error as exc:
+        if requested() is not None:
+            raise Interrupted(_state.signum) from exc  # type: ignore[arg-type]
+        raise
     finally:
         _state.critical -= 1
         _state.cancellable = None

@@ -156,11 +156,14 @@ def _run_transactional(
             with interrupt.cancellable(conn):
                 run_one_message(conn, revision, direction, f"{prefix}{sql_file.text}\n;\n{bookkeeping()};\nCOMMIT")
             return (time.perf_counter() - started) * 1000
+        except interrupt.Interrupted as stop:  # cancelled on the server: the transaction was rolled back
+            with interrupt.critical():
+                abort(conn)
+            stop.undone = revision.id
+            raise
         except psycopg.Error as exc:
             with interrupt.critical():
                 abort(conn)
-            if interrupt.requested() is not None:
-                raise _interrupted(undone=revision.id) from None
             if exc.sqlstate == BUSY:
                 wait.pause()
                 continue
@@ -171,12 +174,6 @@ def _run_transactional(
                 _back_off(conn, revision, sql_file, exc, attempt, ctx.settings.lock_retries)
                 continue
             raise _failed(conn, exc, revision, sql_file, direction, ctx.settings, char_offset=len(prefix)) from None
-
-
-def _interrupted(*, undone: str | None = None, journaled: str | None = None) -> interrupt.Interrupted:
-    stop = interrupt.Interrupted(interrupt.requested() or 15)
-    stop.undone, stop.journaled = undone, journaled
-    return stop
 
 
 def _back_off(
@@ -265,7 +262,8 @@ def _statements_locked(
     if done:
         log.warning("%s: resuming %s at statement %d of %d", revision.id, direction, done + 1, total)
         if done < total:
-            _drop_leftover_index(conn, statements[done].sql)
+            with interrupt.cancellable(conn):
+                _drop_leftover_index(conn, statements[done].sql)
     cur = conn.cursor()
     started = time.perf_counter()
     in_flight = [statements[done] if done < total else statements[-1]]
@@ -285,8 +283,10 @@ def _statements_locked(
 
     def make(statement_index: int, text: str, line: int) -> Callable[[psycopg.Connection], None]:
         def run(connection: psycopg.Connection) -> None:
+            interrupt.check()
             in_flight[0] = statements[statement_index - 1]
             journal(statement_index - 1, line)
+            interrupt.check()  # a signal during the journal write: stop before the statement starts
             with interrupt.cancellable(conn):
                 cur.execute(text)
             following = statements[statement_index].line if statement_index < total else None  # where to resume
@@ -306,16 +306,16 @@ def _statements_locked(
     migration = RevisionMigration(revision, steps, transactional=False)
     try:
         migration.process_steps(_Backend(conn), direction)
+    except interrupt.Interrupted as stop:  # the journal already says which statement is next
+        stop.journaled = revision.id
+        raise
     except psycopg.Error as exc:
         failed = in_flight[0]
         where = f"statement {failed.index} of {total} ({sql_file.path}:{failed.line})"
         if _is_connection_loss(exc, conn):
             raise _lost(exc, revision, "applying" if direction == "apply" else "rolling back", where) from None
-        stopped = interrupt.requested() is not None
         with contextlib.suppress(psycopg.Error):
-            journal(failed.index - 1, failed.line, "interrupted" if stopped else _describe(exc))
-        if stopped:
-            raise _interrupted(journaled=revision.id) from None
+            journal(failed.index - 1, failed.line, _describe(exc))
         if isinstance(exc, pgerrors.ReadOnlySqlTransaction):
             raise read_only_error(ctx.settings.database.display, str(exc).strip().splitlines()[0]) from None
         raise IncompleteRevision(
