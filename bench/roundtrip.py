@@ -33,11 +33,11 @@ def main(url: str, directory: str, out: str) -> int:
         empty = snap()
         for rev in revisions:
             before = snap()
-            z4j_migrate.upgrade(database_url=url, migrations_dir=directory, target=rev.id)
+            z4j_migrate.upgrade(database_url=url, migrations_dir=directory, to=rev.id)
             after = snap()
             z4j_migrate.downgrade(database_url=url, migrations_dir=directory, steps=1)
             problems += [f"{rev.id} down: {d}" for d in diff(before, snap())]
-            z4j_migrate.upgrade(database_url=url, migrations_dir=directory, target=rev.id)
+            z4j_migrate.upgrade(database_url=url, migrations_dir=directory, to=rev.id)
             problems += [f"{rev.id} re-up: {d}" for d in diff(after, snap())]
             steps += 3
         head = snap()

@@ -128,11 +128,11 @@ def upgrade(
     *,
     database_url: str | None = None,
     migrations_dir: object = None,
-    target: str | None = None,
+    to: str | None = None,
     dry_run: bool = False,
     **overrides: object,
 ) -> UpgradeResult:
-    """Apply every pending revision (up to `target`). Nothing pending: returns at once, empty.
+    """Apply every pending revision (up to `to`). Nothing pending: returns at once, empty.
 
     The start-up check is two statements whatever the number of revisions: a catalog
     probe, then the head digest (one row), compared with the digest the revision files
@@ -140,7 +140,7 @@ def upgrade(
     they differ is the whole history read and planned.
     """
     settings = _settings(settings, database_url, migrations_dir, **overrides)
-    scan = _Discovery(settings.migrations_dir, wait=bool(settings.connect_wait))
+    scan = _Discovery(settings.migrations_dir, wait=bool(settings.connect_wait_s))
     try:
         conn = connect(settings)
     except BaseException:
@@ -153,7 +153,7 @@ def upgrade(
             stored = None
             if found.head and all(e in found.extensions for e in extensions):
                 stored = record.read_head(conn, settings.schema)
-                if stored == expected and target is None:
+                if stored == expected and to is None:
                     return UpgradeResult()
             revset = scan.result()
             state = record.read_state(conn, settings.schema, None, details=False, probed=found)
@@ -161,7 +161,7 @@ def upgrade(
             scan.expected()
             raise
         _warn_if_manifest_stale(revset)
-        if _nothing_to_do(revset, state, target):
+        if _nothing_to_do(revset, state, to):
             # The digest is missing or stale (against the files: a stale manifest is not its fault).
             # A standby cannot write it; its start-up keeps reading the whole history until the primary's does.
             if _all_applied(revset, state) and stored != scan.files_digest() and not found.read_only:
@@ -169,7 +169,7 @@ def upgrade(
             return UpgradeResult(unknown=_unknown(revset, state))
         if dry_run:
             return UpgradeResult(
-                planned=tuple(plan_upgrade(revset.revisions, state, target)), unknown=_unknown(revset, state)
+                planned=tuple(plan_upgrade(revset.revisions, state, to)), unknown=_unknown(revset, state)
             )
         if found.read_only:
             raise read_only_error(
@@ -177,7 +177,7 @@ def upgrade(
                 "a hot standby in recovery" if found.in_recovery else "default_transaction_read_only is on",
             )
         pooled = found.backend_pid != conn.info.backend_pid
-        return _upgrade_pending(conn, settings, revset, state, target, pooled=pooled)
+        return _upgrade_pending(conn, settings, revset, state, to, pooled=pooled)
 
 
 def _all_applied(revset: RevisionSet, state: DbState) -> bool:
@@ -334,7 +334,7 @@ def _prepare(conn: psycopg.Connection, ctx: RunContext, revset: RevisionSet, sta
     missing = [e for e in revset.extensions if e not in state.extensions]
     if state.bookkeeping and state.has_head and not missing:
         return []
-    with locked_transaction(conn, ctx.key, ctx.settings.lock_wait), interrupt.cancellable(conn):
+    with locked_transaction(conn, ctx.key, ctx.settings.lock_timeout_s), interrupt.cancellable(conn):
         conn.execute(migration_settings(ctx.settings))
         if not state.bookkeeping:
             record.ensure_tables(conn, ctx.schema)
@@ -619,7 +619,7 @@ def migrate_on_startup(
     database_url: str | None = None,
     migrations_dir: object = None,
     *,
-    lock_timeout: float | None = None,
+    lock_timeout_s: float | None = None,
     **overrides: object,
 ) -> UpgradeResult:
     """Call at application start. Honours Z4J_AUTO_MIGRATE (true/false) and Z4J_DATABASE_URL.
@@ -631,8 +631,8 @@ def migrate_on_startup(
     if not parse_bool_env(ENV_AUTO_MIGRATE, default=True):
         log.info("%s=false: skipping migrations", ENV_AUTO_MIGRATE)
         return UpgradeResult(skipped=True)
-    if lock_timeout is not None:
-        overrides["lock_wait"] = lock_timeout
+    if lock_timeout_s is not None:
+        overrides["lock_timeout_s"] = lock_timeout_s
     started = time.perf_counter()
     try:
         with interrupt.signals():  # for the call only, and only on the main thread

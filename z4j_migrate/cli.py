@@ -219,11 +219,11 @@ def build_cli() -> Any:
             merged.get("database_url"),
             merged.get("migrations_dir"),
             schema=merged.get("schema"),
-            lock_wait=merged.get("lock_timeout"),
-            statement_lock_timeout=merged.get("statement_lock_timeout"),
-            statement_timeout=merged.get("statement_timeout"),
+            lock_timeout_s=merged.get("lock_timeout"),
+            statement_lock_timeout_s=merged.get("statement_lock_timeout"),
+            statement_timeout_s=merged.get("statement_timeout"),
             direct_url=merged.get("direct_url"),
-            connect_wait=merged.get("wait_"),
+            connect_wait_s=merged.get("wait_"),
         )
 
     @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -251,7 +251,7 @@ def build_cli() -> Any:
     def upgrade_cmd(ctx: click.Context, target: str | None = None, dry_run: bool = False, **kw: Any) -> None:
         """Apply pending revisions."""
         s = settings(ctx, **kw)
-        result = api.upgrade(s, target=target, dry_run=dry_run)
+        result = api.upgrade(s, to=target, dry_run=dry_run)
         if dry_run:
             from .dryrun import render_upgrade
 

@@ -282,12 +282,12 @@ class Settings:
     database: Database
     migrations_dir: Path = BUNDLED_DIR
     schema: str = "public"
-    lock_wait: float = 60.0  # seconds to wait for the migration (advisory) lock
-    statement_lock_timeout: float = 5.0  # seconds a DDL statement may wait for a table lock
+    lock_timeout_s: float = 60.0  # seconds to wait for the migration (advisory) lock
+    statement_lock_timeout_s: float = 5.0  # seconds a DDL statement may wait for a table lock
     lock_retries: int = 5  # re-tries of a transactional revision that hit lock_timeout
-    connect_wait: float = 0.0  # seconds to retry connecting while the server starts
+    connect_wait_s: float = 0.0  # seconds to retry connecting while the server starts
     application_name: str = "z4j-migrate"
-    statement_timeout: float = 0.0  # seconds a migration statement may run; 0: no limit (whatever the role sets)
+    statement_timeout_s: float = 0.0  # seconds a migration statement may run; 0: no limit (whatever the role sets)
     direct_database: Database | None = None  # for non-transactional revisions behind a transaction pooler
 
     def __post_init__(self) -> None:
@@ -295,7 +295,7 @@ class Settings:
 
     @property
     def statement_timeout_ms(self) -> int:
-        return int(self.statement_timeout * 1000)
+        return int(self.statement_timeout_s * 1000)
 
 
 def settings_from_env(
@@ -311,10 +311,10 @@ def settings_from_env(
     kwargs: dict[str, object] = {"database": database, "migrations_dir": Path(directory)}
     env_lock = os.environ.get(ENV_LOCK_TIMEOUT)
     if env_lock is not None and env_lock.strip():
-        kwargs["lock_wait"] = parse_seconds(env_lock, source=ENV_LOCK_TIMEOUT)
+        kwargs["lock_timeout_s"] = parse_seconds(env_lock, source=ENV_LOCK_TIMEOUT)
     env_timeout = os.environ.get(ENV_STATEMENT_TIMEOUT)
     if env_timeout is not None and env_timeout.strip():
-        kwargs["statement_timeout"] = parse_seconds(env_timeout, source=ENV_STATEMENT_TIMEOUT)
+        kwargs["statement_timeout_s"] = parse_seconds(env_timeout, source=ENV_STATEMENT_TIMEOUT)
     direct = overrides.pop("direct_url", None)
     direct_source = "--direct-url"
     if direct is None:

@@ -64,7 +64,7 @@ def migration_settings(settings: Settings, statement_timeout_ms: int | None = No
     """
     timeout_ms = statement_timeout_ms if statement_timeout_ms is not None else settings.statement_timeout_ms
     values = (
-        ("lock_timeout", int(settings.statement_lock_timeout * 1000)),
+        ("lock_timeout", int(settings.statement_lock_timeout_s * 1000)),
         ("statement_timeout", timeout_ms),
         ("idle_in_transaction_session_timeout", 0),
         ("client_connection_check_interval", CLIENT_CHECK_INTERVAL_MS),
@@ -80,7 +80,7 @@ def connect(settings: Settings, database: Database | None = None) -> psycopg.Con
     """
     target = database or settings.database
     params = target.params
-    deadline = time.monotonic() + settings.connect_wait
+    deadline = time.monotonic() + settings.connect_wait_s
     delay = 0.1
     while True:
         try:
@@ -104,7 +104,7 @@ def connect(settings: Settings, database: Database | None = None) -> psycopg.Con
             remaining = deadline - time.monotonic()
             if fatal or remaining <= 0:
                 waited = (
-                    f" after retrying for {settings.connect_wait:g}s" if settings.connect_wait and not fatal else ""
+                    f" after retrying for {settings.connect_wait_s:g}s" if settings.connect_wait_s and not fatal else ""
                 )
                 hint = (
                     " Check the user, password and database name in Z4J_DATABASE_URL / --database-url."

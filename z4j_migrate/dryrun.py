@@ -27,7 +27,8 @@ def _body(settings: Settings, sql_file: SqlFile, bookkeeping: str) -> list[str]:
     from .sqlcheck import split_statements
 
     out = [
-        f"SELECT pg_catalog.pg_try_advisory_lock({key});  -- session lock, polled for up to {settings.lock_wait:g}s",
+        f"SELECT pg_catalog.pg_try_advisory_lock({key});"
+        f"  -- session lock, polled for up to {settings.lock_timeout_s:g}s",
         migration_settings(settings, timeout_ms, local=False) + ";",
         "-- non-transactional: each statement runs and commits on its own (autocommit), journaled",
     ]
@@ -42,8 +43,8 @@ def _lock(settings: Settings) -> list[str]:
     return [
         f"-- target: {settings.database.display}",
         f"-- each revision takes the migration lock (advisory key {lock_key(settings.schema)}) in its own "
-        f"transaction, waiting up to {settings.lock_wait:g}s; DDL waits at most "
-        f"lock_timeout = {settings.statement_lock_timeout:g}s for a table lock",
+        f"transaction, waiting up to {settings.lock_timeout_s:g}s; DDL waits at most "
+        f"lock_timeout = {settings.statement_lock_timeout_s:g}s for a table lock",
     ]
 
 

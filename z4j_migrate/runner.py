@@ -116,7 +116,7 @@ def _timeout_hint(exc: psycopg.Error, sql_file: SqlFile, settings: Settings) -> 
     if sql_file.statement_timeout_ms is not None:
         source = f"the file's '-- statement-timeout:' directive ({sql_file.statement_timeout_ms} ms)"
     else:
-        source = f"--statement-timeout / Z4J_STATEMENT_TIMEOUT ({settings.statement_timeout:g} s)"
+        source = f"--statement-timeout / Z4J_STATEMENT_TIMEOUT ({settings.statement_timeout_s:g} s)"
     return (
         f" The statement ran longer than statement_timeout, set by {source}; raise it or set it to 0 "
         "(no limit). A role's or database's own statement_timeout never applies to a migration."
@@ -146,7 +146,7 @@ def _run_transactional(
         f"BEGIN;\n{migration_settings(ctx.settings, sql_file.statement_timeout_ms)};\n"
         f"{guard_sql(ctx.key, ctx.schema, record.migration_hash(revision.id), applied=direction == 'rollback')};\n"
     )
-    wait = LockWait(conn, ctx.key, ctx.settings.lock_wait)
+    wait = LockWait(conn, ctx.key, ctx.settings.lock_timeout_s)
     attempt = 0
     while True:
         wait.until_free()
@@ -226,7 +226,7 @@ def _run_statements(
     session lock on the run's session connection. Returns None when another run did it first."""
     conn = ctx.session_conn
     assert conn is not None, "the caller checks for a session connection before running anything"
-    with session_lock(conn, ctx.key, ctx.settings.lock_wait):
+    with session_lock(conn, ctx.key, ctx.settings.lock_timeout_s):
         applied, progress = record.revision_state(conn, ctx.schema, revision.id)
         if applied == (direction == "apply") and progress is None:
             return None

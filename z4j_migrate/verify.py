@@ -370,7 +370,7 @@ class _Run:
     def step(self, rev: Revision, check: RevisionCheck, before: Snapshot) -> Snapshot:
         """Apply, roll back, compare, apply again, compare; returns the schema with `rev` applied."""
         up, down = _name(rev.up.path), _name(rev.down.path)
-        self.engine("stepwise", rev.id, f"{up} failed", lambda: api.upgrade(self.settings, target=rev.id))
+        self.engine("stepwise", rev.id, f"{up} failed", lambda: api.upgrade(self.settings, to=rev.id))
         applied = self.snap()
         if rev.irreversible is not None:
             check.status = "irreversible"
@@ -388,7 +388,7 @@ class _Run:
             "stepwise",
             rev.id,
             f"{up} failed when applied again after its down",
-            lambda: api.upgrade(self.settings, target=rev.id),
+            lambda: api.upgrade(self.settings, to=rev.id),
         )
         again = self.snap()
         found = differences(applied, again)
@@ -479,7 +479,7 @@ class _Run:
             self.say("  ok            smoke")
 
     def up_to(self, rev_id: str) -> None:
-        api.upgrade(self.settings, target=rev_id)
+        api.upgrade(self.settings, to=rev_id)
 
 
 def render_text(report: VerifyReport) -> str:

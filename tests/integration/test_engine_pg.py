@@ -178,7 +178,7 @@ def test_non_transactional_revision_runs_concurrently_and_reports_partial(databa
         "DROP TABLE IF EXISTS after_cic;\nDROP INDEX CONCURRENTLY IF EXISTS ux_users_email;\n"
         "DROP INDEX CONCURRENTLY IF EXISTS ix_users_email;\n",
     )
-    z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations, target="2")
+    z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations, to="2")
     query(database_url, "INSERT INTO users VALUES (1, 'a@x'), (2, 'a@x')")  # the unique build will fail
     with pytest.raises(z4j_migrate.IncompleteRevision) as info:
         z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations)
@@ -343,13 +343,13 @@ def test_table_lock_timeout_retries_then_names_the_table(database_url, migration
     write_pair(
         migrations, "0002_alter", "ALTER TABLE users ADD COLUMN nick text;", "ALTER TABLE users DROP COLUMN nick;"
     )
-    z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations, target="1")
+    z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations, to="1")
     with psycopg.connect(database_url, application_name="busy-app") as app:
         app.execute("SELECT * FROM users")  # holds ACCESS SHARE until the transaction ends
         started = time.monotonic()
         with pytest.raises(z4j_migrate.LockTimeout, match="table users held by pid .*busy-app"):
             z4j_migrate.upgrade(
-                database_url=database_url, migrations_dir=migrations, statement_lock_timeout=0.2, lock_retries=2
+                database_url=database_url, migrations_dir=migrations, statement_lock_timeout_s=0.2, lock_retries=2
             )
         assert time.monotonic() - started < 10
         app.rollback()
@@ -363,7 +363,7 @@ def test_table_lock_timeout_retries_then_names_the_table(database_url, migration
 
         threading.Timer(0.5, app.rollback).start()
         z4j_migrate.upgrade(
-            database_url=database_url, migrations_dir=migrations, statement_lock_timeout=0.2, lock_retries=5
+            database_url=database_url, migrations_dir=migrations, statement_lock_timeout_s=0.2, lock_retries=5
         )
     assert applied_ids(database_url) == ["0001_users", "0002_alter"]
 

@@ -54,7 +54,7 @@ def test_triggers_keep_the_digest_equal_to_a_full_recomputation(database_url, mi
     assert _stored(database_url) == _recomputed(database_url) == _expected(migrations)
     for _ in range(12):  # random walk: partial upgrades and downgrades
         if rng.random() < 0.5:
-            z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations, target=str(rng.randint(1, 8)))
+            z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations, to=str(rng.randint(1, 8)))
         else:
             z4j_migrate.downgrade(database_url=database_url, migrations_dir=migrations, steps=rng.randint(1, 3))
         ids = applied_ids(database_url)

@@ -294,15 +294,17 @@ def test_search_path_decoys_are_never_used(database_url, migrations):
     with psycopg.connect(url, autocommit=True, application_name="holder") as holder:
         holder.execute("SELECT pg_catalog.pg_advisory_lock(%s)", (lock_key("public"),))
         with pytest.raises(z4j_migrate.LockTimeout, match="application_name 'holder'"):
-            z4j_migrate.upgrade(database_url=url, migrations_dir=migrations, lock_wait=0.3)
+            z4j_migrate.upgrade(database_url=url, migrations_dir=migrations, lock_timeout_s=0.3)
         assert z4j_migrate.status(database_url=url, migrations_dir=migrations).lock_holder is not None
     # A table lock held by the application: the runner names the table.
     with psycopg.connect(url, application_name="busy-app") as app:
         app.execute("SELECT * FROM public.users")
         with pytest.raises(z4j_migrate.LockTimeout, match="table users held by pid"):
-            z4j_migrate.upgrade(database_url=url, migrations_dir=migrations, statement_lock_timeout=0.1, lock_retries=0)
+            z4j_migrate.upgrade(
+                database_url=url, migrations_dir=migrations, statement_lock_timeout_s=0.1, lock_retries=0
+            )
         threading.Timer(0.3, app.rollback).start()
-        z4j_migrate.upgrade(database_url=url, migrations_dir=migrations, statement_lock_timeout=0.2, lock_retries=5)
+        z4j_migrate.upgrade(database_url=url, migrations_dir=migrations, statement_lock_timeout_s=0.2, lock_retries=5)
     # A failing non-transactional revision: the journal and the INVALID-index lookup.
     query(url, "INSERT INTO public.users VALUES (1, 'a'), (2, 'a')")
     write_pair(

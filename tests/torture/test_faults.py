@@ -118,7 +118,7 @@ class Lab:
         self.refs = [take(url)]
         self.timings: dict[str, float] = {}
         for i in range(1, len(IDS) + 1):
-            result = z4j_migrate.upgrade(database_url=url, migrations_dir=folder, target=str(i))
+            result = z4j_migrate.upgrade(database_url=url, migrations_dir=folder, to=str(i))
             self.timings.update({r.id: round(r.duration_ms / 1000, 3) for r in result.applied})
             self.refs.append(take(url))
         reset(url)

@@ -172,7 +172,7 @@ def test_application_queries_wait_at_most_lock_timeout(database_url, migrations,
     write_pair(
         migrations, "0002_nick", "ALTER TABLE users ADD COLUMN nick text;", "ALTER TABLE users DROP COLUMN nick;"
     )
-    z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations, target="1")
+    z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations, to="1")
     query(database_url, "INSERT INTO users SELECT generate_series(1, 1000)")
     stop, latencies = threading.Event(), []
     readers = _readers(database_url, stop, latencies)
@@ -187,7 +187,7 @@ def test_application_queries_wait_at_most_lock_timeout(database_url, migrations,
             z4j_migrate.upgrade(
                 database_url=database_url,
                 migrations_dir=migrations,
-                statement_lock_timeout=lock_timeout,
+                statement_lock_timeout_s=lock_timeout,
                 lock_retries=4,
             )
         except z4j_migrate.LockTimeout as exc:

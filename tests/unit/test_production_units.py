@@ -54,7 +54,7 @@ def test_a_bad_statement_timeout_names_the_file_and_line(value):
 
 
 def test_migration_settings_override_every_timeout_a_role_may_set():
-    settings = Settings(parse_database_url("postgresql://u@h/d"), statement_lock_timeout=2.5, statement_timeout=4)
+    settings = Settings(parse_database_url("postgresql://u@h/d"), statement_lock_timeout_s=2.5, statement_timeout_s=4)
     local = migration_settings(settings)
     assert "set_config('lock_timeout', '2500', true)" in local
     assert "set_config('statement_timeout', '4000', true)" in local
