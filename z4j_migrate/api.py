@@ -29,8 +29,8 @@ from . import interrupt, manifest, record
 from .config import ENV_AUTO_MIGRATE, ENV_DIRECT_DATABASE_URL, Settings, parse_bool_env, settings_from_env
 from .db import connect, ensure_extensions, migration_settings, read_only_error, typed_connection_loss
 from .errors import ConfigError, DeclinedByOperator, DriftError, IncompleteRevision, PreflightFailed
-from .lock import LockHolder, abort, lock_holder, lock_key, locked_transaction, try_locked_transaction
-from .logs import log  # noqa: E402
+from .lock import LockHolder, abort, lock_holder, locked_transaction, try_locked_transaction
+from .logs import EVENT_APPLIED, EVENT_ROLLED_BACK, log
 from .plan import DowngradeStep, check_reversible, downgrade_targets, find_drift, plan_upgrade
 from .record import DbState
 from .revisions import Revision, RevisionSet, discover, parse_stored_down
@@ -191,7 +191,7 @@ def _all_applied(revset: RevisionSet, state: DbState) -> bool:
 def _repair_head(conn: psycopg.Connection, settings: Settings, *, create: bool) -> None:
     """Make the next start-up cheap again: the head digest is missing (bookkeeping made by an older
     z4j-migrate) or stale (rows changed with triggers off). Skipped when another run holds the lock."""
-    if not try_locked_transaction(conn, lock_key(settings.schema)):
+    if not try_locked_transaction(conn, settings.lock_key):
         return
     try:
         repaired = record.repair_head(conn, settings.schema, create=create)
@@ -308,7 +308,7 @@ def _upgrade_pending(
     needs_session = any(not r.up.transactional for r in pending)
     applied: list[RevisionRun] = []
     with session_connection(conn, settings, pooled=pooled, needed=needs_session) as session_conn:
-        ctx = RunContext(settings, lock_key(settings.schema), session_conn)
+        ctx = RunContext(settings, settings.lock_key, session_conn)
         try:
             created = _prepare(conn, ctx, revset, state)
             while pending:
@@ -318,7 +318,7 @@ def _upgrade_pending(
                     state = record.read_state(conn, settings.schema, revset.extensions, details=False)
                     pending = plan_upgrade(revset.revisions, state, target)
                     continue
-                log.info("applied %s (%s) in %.0f ms", revision.id, revision.message, duration)
+                log.info("applied %s (%s) in %.0f ms", revision.id, revision.message, duration, extra=EVENT_APPLIED)
                 applied.append(RevisionRun(revision.id, duration))
                 pending = pending[1:]
                 interrupt.check()
@@ -466,7 +466,7 @@ def downgrade(
         needs_session = any(not step.revision.down.transactional for step in plan)
         done: list[RevisionRun] = []
         with session_connection(conn, settings, pooled=pooled, needed=needs_session) as session_conn:
-            ctx = RunContext(settings, lock_key(settings.schema), session_conn)
+            ctx = RunContext(settings, settings.lock_key, session_conn)
             try:
                 for step in plan:
                     rev_id = step.revision.id
@@ -474,7 +474,7 @@ def downgrade(
                     if duration is None:
                         log.info("%s was rolled back by another run meanwhile", rev_id)
                         continue
-                    log.info("rolled back %s in %.0f ms", rev_id, duration)
+                    log.info("rolled back %s in %.0f ms", rev_id, duration, extra=EVENT_ROLLED_BACK)
                     done.append(RevisionRun(rev_id, duration))
                     interrupt.check()
             except interrupt.Interrupted as stop:
@@ -548,7 +548,7 @@ def status(
     revset = discover(settings.migrations_dir)
     with connect(settings) as conn:
         state = record.read_state(conn, settings.schema, revset.extensions)
-        holder = lock_holder(conn, lock_key(settings.schema))
+        holder = lock_holder(conn, settings.lock_key)
         invalid: tuple[str, ...] = ()
         if state.in_progress:
             from .runner import invalid_indexes

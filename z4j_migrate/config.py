@@ -294,8 +294,20 @@ class Settings:
         check_identifier(self.schema, source="schema")
 
     @property
+    def lock_key(self) -> int:
+        """The migration lock's advisory key: one per bookkeeping schema (lock.lock_key)."""
+        from .lock import lock_key
+
+        return lock_key(self.schema)
+
+    @property
     def statement_timeout_ms(self) -> int:
         return int(self.statement_timeout_s * 1000)
+
+
+def resolve_migrations_dir(directory: str | os.PathLike[str] | None = None) -> Path:
+    """The revision directory: the one given, else Z4J_MIGRATIONS_DIR, else the bundled sql/."""
+    return Path(directory or os.environ.get(ENV_MIGRATIONS_DIR) or BUNDLED_DIR)
 
 
 def settings_from_env(
@@ -307,7 +319,7 @@ def settings_from_env(
     url = database_url if database_url is not None else os.environ.get(ENV_DATABASE_URL)
     source = "--database-url" if database_url is not None else ENV_DATABASE_URL
     database = parse_database_url(url, source=source)
-    directory = migrations_dir or os.environ.get(ENV_MIGRATIONS_DIR) or BUNDLED_DIR
+    directory = resolve_migrations_dir(migrations_dir)
     kwargs: dict[str, object] = {"database": database, "migrations_dir": Path(directory)}
     env_lock = os.environ.get(ENV_LOCK_TIMEOUT)
     if env_lock is not None and env_lock.strip():

@@ -6,13 +6,12 @@ from collections.abc import Iterable
 
 from .config import Settings
 from .db import migration_settings
-from .lock import lock_key
 from .plan import DowngradeStep
 from .revisions import Revision, SqlFile
 
 
 def _body(settings: Settings, sql_file: SqlFile, bookkeeping: str) -> list[str]:
-    key = lock_key(settings.schema)
+    key = settings.lock_key
     timeout_ms = sql_file.statement_timeout_ms
     if sql_file.transactional:
         return [
@@ -42,7 +41,7 @@ def _body(settings: Settings, sql_file: SqlFile, bookkeeping: str) -> list[str]:
 def _lock(settings: Settings) -> list[str]:
     return [
         f"-- target: {settings.database.display}",
-        f"-- each revision takes the migration lock (advisory key {lock_key(settings.schema)}) in its own "
+        f"-- each revision takes the migration lock (advisory key {settings.lock_key}) in its own "
         f"transaction, waiting up to {settings.lock_timeout_s:g}s; DDL waits at most "
         f"lock_timeout = {settings.statement_lock_timeout_s:g}s for a table lock",
     ]

@@ -21,3 +21,9 @@ class RedactFilter(logging.Filter):
 log = logging.getLogger("z4j_migrate")
 if not any(isinstance(f, RedactFilter) for f in log.filters):
     log.addFilter(RedactFilter())
+
+# Tags on the records of events the CLI also prints itself (it filters them from its log handler,
+# so a person sees each applied revision once): `extra=EVENT_APPLIED` in a logging call.
+EVENT = "z4j_event"
+EVENT_APPLIED = {EVENT: "applied"}
+EVENT_ROLLED_BACK = {EVENT: "rolled_back"}

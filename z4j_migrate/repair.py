@@ -12,7 +12,7 @@ from . import record
 from .config import Settings
 from .db import connect
 from .errors import ConfigError
-from .lock import lock_key, locked_transaction
+from .lock import locked_transaction
 from .plan import find_drift
 from .revisions import discover
 
@@ -23,7 +23,7 @@ def accept_edit(settings: Settings, rev_id: str) -> None:
     revision = revset.by_id().get(rev_id)
     if revision is None:
         raise ConfigError(f"accept: {rev_id} is not a revision in {revset.directory}.")
-    with connect(settings) as conn, locked_transaction(conn, lock_key(settings.schema), settings.lock_timeout_s):
+    with connect(settings) as conn, locked_transaction(conn, settings.lock_key, settings.lock_timeout_s):
         state = record.read_state(conn, settings.schema, ())
         drift = find_drift(revset.revisions, state)
         if rev_id not in drift.edited and rev_id not in drift.unverified:
@@ -48,7 +48,7 @@ def accept_edit(settings: Settings, rev_id: str) -> None:
 def resolve_partial(settings: Settings, rev_id: str, *, applied: bool) -> None:
     """Close the journal of a stopped non-transactional revision, as applied or as never applied."""
     revset = discover(settings.migrations_dir)
-    with connect(settings) as conn, locked_transaction(conn, lock_key(settings.schema), settings.lock_timeout_s):
+    with connect(settings) as conn, locked_transaction(conn, settings.lock_key, settings.lock_timeout_s):
         state = record.read_state(conn, settings.schema, ())
         progress = state.in_progress.get(rev_id)
         if progress is None:

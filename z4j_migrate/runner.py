@@ -149,7 +149,6 @@ def _run_transactional(
     wait = LockWait(conn, ctx.key, ctx.settings.lock_timeout_s)
     attempt = 0
     while True:
-        wait.until_free()
         interrupt.check()
         started = time.perf_counter()
         try:
@@ -164,8 +163,9 @@ def _run_transactional(
         except psycopg.Error as exc:
             with interrupt.critical():
                 abort(conn)
-            if exc.sqlstate == BUSY:
+            if exc.sqlstate == BUSY:  # wait with cheap tries, not by re-sending the revision
                 wait.pause()
+                wait.until_free()
                 continue
             if exc.sqlstate == ALREADY_DONE:
                 return None
