@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import psycopg
@@ -259,17 +259,20 @@ def _statements_locked(
     statements = split_statements(sql_file)
     total = len(statements)
     done = progress.statements_done if progress and progress.direction == direction else 0
-    if done:
+    resumed = progress is not None and progress.direction == direction
+    if resumed:
         log.warning("%s: resuming %s at statement %d of %d", revision.id, direction, done + 1, total)
-        if done < total:
-            with interrupt.cancellable(conn):
-                _drop_leftover_index(conn, statements[done].sql)
+    if resumed and done < total:  # also when statement 1 was the one interrupted
+        with interrupt.cancellable(conn):
+            _drop_leftover_index(conn, statements[done].sql)
     cur = conn.cursor()
+    # The file's statement_timeout is set for the session; our own writes must not be cut by it.
+    limited = (sql_file.statement_timeout_ms or ctx.settings.statement_timeout_ms) > 0
     started = time.perf_counter()
     in_flight = [statements[done] if done < total else statements[-1]]
 
     def journal(done_count: int, next_line: int | None, error: str | None = None) -> None:
-        with interrupt.critical():
+        with interrupt.critical(), _unlimited(conn, limited):
             record.record_progress(
                 cur,
                 ctx.schema,
@@ -325,9 +328,21 @@ def _statements_locked(
             f"Fix the cause and run z4j-migrate again to resume at statement {failed.index} (an INVALID index that "
             "statement left is dropped first)."
         ) from None
-    with interrupt.critical(), conn.transaction():
+    with interrupt.critical(), _unlimited(conn, True):
         bookkeeping(conn, (time.perf_counter() - started) * 1000)
     return (time.perf_counter() - started) * 1000
+
+
+@contextlib.contextmanager
+def _unlimited(conn: psycopg.Connection, limited: bool) -> Iterator[None]:
+    """Bookkeeping between a non-transactional revision's statements: in a transaction of its own
+    without the revision's statement_timeout when one is set (else in autocommit, one round trip)."""
+    if not limited:
+        yield
+        return
+    with conn.transaction():
+        conn.execute("SET LOCAL statement_timeout = 0")
+        yield
 
 
 def _in_effect(failed_index: int) -> str:
