@@ -4,50 +4,53 @@ Kept light on purpose: importing the package must not import yoyo or the SQL
 parser, because the start-up call runs on every boot of every replica.
 """
 
-from .api import (
-    DowngradeResult,
-    RevisionRun,
-    RevisionStatus,
-    StatusReport,
-    UpgradeResult,
-    downgrade,
-    migrate_on_startup,
-    status,
-    upgrade,
-)
+from .api import DowngradeResult, UpgradeResult, downgrade, migrate_on_startup, status, upgrade
 from .config import Settings, settings_from_env
 from .errors import (
     ConfigError,
     ConnectionFailed,
+    DeclinedByOperator,
     DriftError,
+    ExtensionError,
     IncompleteRevision,
     IrreversibleRevision,
     LockTimeout,
     PreflightFailed,
     PrivilegeError,
+    ReadOnlyServer,
     RefusedError,
     RevisionFailed,
     RevisionFileError,
     VerificationFailed,
     Z4jMigrateError,
 )
+from .interrupt import Interrupted
+from .lock import LockHolder
+from .runner import RevisionRun
+from .status import RevisionState, RevisionStatus, StatusReport
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
     "ConnectionFailed",
+    "DeclinedByOperator",
     "DowngradeResult",
     "DriftError",
+    "ExtensionError",
     "IncompleteRevision",
+    "Interrupted",
     "IrreversibleRevision",
+    "LockHolder",
     "LockTimeout",
     "PreflightFailed",
     "PrivilegeError",
+    "ReadOnlyServer",
     "RefusedError",
     "RevisionFailed",
     "RevisionFileError",
     "RevisionRun",
+    "RevisionState",
     "RevisionStatus",
     "Settings",
     "StatusReport",

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import functools
-import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
-from . import interrupt
-from .config import Database, Settings
-from .errors import ConfigError, ConnectionFailed, PrivilegeError, ReadOnlyServer, Z4jMigrateError
-from .logs import log  # noqa: E402
+from . import diagnose, interrupt
+from .backoff import Backoff
+from .config import ENV_DIRECT_DATABASE_URL, Database, Settings
+from .errors import ConfigError, ConnectionFailed, ExtensionError, PrivilegeError
+from .logs import log
 
 # libpq messages that no amount of waiting will fix.
 _FATAL_MARKERS = (
@@ -28,7 +29,7 @@ _FATAL_MARKERS = (
 )
 
 
-MIN_SERVER_VERSION = 140000  # CREATE OR REPLACE TRIGGER and bit_xor (the head digest, record.py)
+MIN_SERVER_VERSION = 140000  # CREATE OR REPLACE TRIGGER and bit_xor (the head digest, store.py)
 
 
 def unsupported_server(version: int, display: str) -> str | None:
@@ -81,7 +82,7 @@ def connect(settings: Settings, database: Database | None = None) -> psycopg.Con
     target = database or settings.database
     params = target.params
     deadline = time.monotonic() + settings.connect_wait_s
-    delay = 0.1
+    backoff = Backoff(0.1, 2.0)
     while True:
         try:
             conn = psycopg.connect(
@@ -113,10 +114,21 @@ def connect(settings: Settings, database: Database | None = None) -> psycopg.Con
                 )
                 stop = "" if reason.endswith((".", "?", "!")) else "."
                 raise ConnectionFailed(f"cannot connect to {target.display}{waited}: {reason}{stop}{hint}") from None
-            pause = min(delay * random.uniform(0.8, 1.2), remaining)  # the last try lands on the deadline
+            pause = backoff.next_s(at_most_s=remaining)  # the last try lands on the deadline
             log.info("database not reachable yet (%s); retrying in %.1fs", reason, pause)
             interrupt.sleep(pause)
-            delay = min(delay * 2, 2.0)
+
+
+@contextmanager
+def connected(settings: Settings, database: Database | None = None) -> Iterator[psycopg.Connection]:
+    """connect(), closed at the end. Not psycopg's `with conn:`, whose rollback after an error fails
+    (and logs a warning) when the error interrupted a query in flight: closing ends the session,
+    and the server rolls back whatever was open with it."""
+    conn = connect(settings, database)
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 # A pooler (PgBouncer) refusing a startup parameter: permanent, so never retried by --wait.
@@ -135,13 +147,6 @@ def _startup_refused(display: str, reason: str) -> str:
 F = TypeVar("F", bound=Callable[..., object])
 
 
-def connection_lost(exc: BaseException) -> bool:
-    """The session is gone (terminated, server crashed or restarted, network), not an SQL error."""
-    if isinstance(exc, (pgerrors.AdminShutdown, pgerrors.CrashShutdown, pgerrors.CannotConnectNow)):
-        return True
-    return isinstance(exc, psycopg.OperationalError) and (exc.sqlstate is None or exc.sqlstate.startswith("08"))
-
-
 def typed_connection_loss(fn: F) -> F:
     """Turn a lost session anywhere in a command (reading the history, polling the lock, bookkeeping)
     into ConnectionFailed, so callers and the CLI see exit 7 and one clear message, never a raw
@@ -152,18 +157,11 @@ def typed_connection_loss(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except psycopg.Error as exc:
-            if not connection_lost(exc):
+            if not diagnose.connection_lost(exc):
                 raise
-            raise ConnectionFailed(
-                f"lost the database connection ({_reason(exc)}). A transactional revision in flight was rolled "
-                "back by the server; z4j-migrate status shows where things stand. Run z4j-migrate again."
-            ) from None
+            raise diagnose.lost(exc) from exc
 
     return wrapper  # type: ignore[return-value]
-
-
-class ExtensionError(Z4jMigrateError):
-    exit_code = 1
 
 
 def ensure_extensions(conn: psycopg.Connection, wanted: tuple[str, ...], installed: frozenset[str]) -> list[str]:
@@ -174,25 +172,69 @@ def ensure_extensions(conn: psycopg.Connection, wanted: tuple[str, ...], install
             continue
         try:
             conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(name)))
-        except pgerrors.InsufficientPrivilege:
+        except pgerrors.InsufficientPrivilege as exc:
             raise PrivilegeError(
                 f"extension {name} is not installed and role {conn.info.user} may not create it: CREATE EXTENSION "
                 f"{name} needs a superuser (or, for a trusted extension, CREATE privilege on the "
                 f"database). Ask a DBA to run: CREATE EXTENSION IF NOT EXISTS {name}; then retry."
-            ) from None
+            ) from exc
         except (pgerrors.UndefinedFile, pgerrors.FeatureNotSupported, pgerrors.UndefinedObject) as exc:
             raise ExtensionError(
                 f"extension {name} is not available on this server ({_reason(exc)}); install the "
                 "server's contrib package (e.g. postgresql-contrib)."
-            ) from None
+            ) from exc
         created.append(name)
         log.info("created extension %s", name)
     return created
 
 
-def read_only_error(display: str, why: str) -> ReadOnlyServer:
-    return ReadOnlyServer(
-        f"{display} is read-only ({why}): revisions are pending and cannot be applied here. Point "
-        "z4j-migrate at the primary: its own URL, or a multi-host URL listing every node with "
-        "target_session_attrs=read-write (libpq then picks the primary). Nothing was changed."
-    )
+def server_pid(conn: psycopg.Connection) -> int:
+    """The server backend's pid (through a pooler, not the one the connection announced)."""
+    row = conn.execute("SELECT pg_catalog.pg_backend_pid()").fetchone()
+    return int(row[0]) if row else 0
+
+
+@contextmanager
+def session_connection(
+    conn: psycopg.Connection, settings: Settings, *, pooled: bool, needed: bool
+) -> Iterator[psycopg.Connection | None]:
+    """The connection non-transactional revisions run on: one server session from start to end.
+
+    A pooler announces a backend pid of its own at connect, which is how `pooled` is known. Behind
+    one, the direct URL is used when given; else session pooling is proven (our connection keeps
+    its server backend while a second connection gets another) or the run is refused before
+    anything runs: a transaction pooler may move every statement to another server connection.
+    """
+    if not needed or not pooled:
+        yield conn if needed else None
+        return
+    if settings.direct_database is not None:
+        direct = connect(settings, settings.direct_database)
+        try:
+            if server_pid(direct) != direct.info.backend_pid:
+                raise ConfigError(
+                    f"--direct-url / {ENV_DIRECT_DATABASE_URL} ({settings.direct_database.display}) also goes "
+                    "through a connection pooler; give the database server's own address. Nothing was changed."
+                )
+            yield direct
+        finally:
+            direct.close()
+        return
+    if not _session_pooled(conn, settings):
+        raise ConfigError(
+            f"{settings.database.display} goes through a transaction pooler (e.g. PgBouncer "
+            "pool_mode=transaction: two of our connections ran on one server backend), and a pending revision "
+            "is non-transactional (-- transactional: false), which needs one server session from start to end. "
+            f"Give the database server's own address with --direct-url or {ENV_DIRECT_DATABASE_URL}; "
+            "transactional revisions keep using the pooler. Nothing was changed."
+        )
+    yield conn
+
+
+def _session_pooled(conn: psycopg.Connection, settings: Settings) -> bool:
+    """True when `conn` owns its server backend: it stays on one backend while another connection
+    through the same pooler runs on a different one (a transaction pooler hands the idle backend on)."""
+    with connected(settings) as other:
+        first = server_pid(conn)
+        theirs = server_pid(other)
+        return first == server_pid(conn) and theirs != first

@@ -4,6 +4,7 @@
      +-- ConfigError                     (2)  bad setting, env value, URL or CLI argument
      +-- RevisionFileError               (3)  a revision file is malformed (names file, line)
      +-- RevisionFailed                  (1)  SQL of a revision failed; it was rolled back
+     +-- ExtensionError                  (1)  an extension is not available on the server
      +-- RefusedError                    (4)  plan refused before anything ran
      |    +-- IrreversibleRevision            a downgrade would cross an irreversible revision
      |    +-- PreflightFailed                 a downgrade preflight returned false
@@ -70,9 +71,16 @@ def redact(text: str) -> str:
 
 
 class Z4jMigrateError(Exception):
-    """Base of every error z4j-migrate raises on purpose."""
+    """Base of every error z4j-migrate raises on purpose.
+
+    A run that stops part-way says what it did first: `applied` (revision ids this run applied,
+    or rolled back, before the error) and `failed` (the revision it was on), like goose's
+    PartialError. The psycopg error that caused it, if any, is `__cause__`.
+    """
 
     exit_code = 1
+    applied: tuple[str, ...] = ()
+    failed: str | None = None
 
     def __init__(self, message: str) -> None:
         self.message = redact(message)
@@ -105,9 +113,12 @@ class RevisionFailed(Z4jMigrateError):
 
     exit_code = 1
 
-    def __init__(self, message: str, *, revision: str | None = None, path: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, revision: str | None = None, path: str | None = None, sqlstate: str | None = None
+    ) -> None:
         self.revision = revision
         self.path = path
+        self.sqlstate = sqlstate
         super().__init__(message)
 
 
@@ -132,7 +143,14 @@ class DriftError(Z4jMigrateError):
 
 
 class LockTimeout(Z4jMigrateError):
+    """The migration lock, or a table lock a revision needed, stayed taken; `holder`: who had the
+    migration lock (a lock.LockHolder), when known."""
+
     exit_code = 6
+
+    def __init__(self, message: str, *, holder: object = None) -> None:
+        self.holder = holder
+        super().__init__(message)
 
 
 class ConnectionFailed(Z4jMigrateError):
@@ -147,6 +165,12 @@ class PrivilegeError(Z4jMigrateError):
 
 class IncompleteRevision(Z4jMigrateError):
     exit_code = 8
+
+
+class ExtensionError(Z4jMigrateError):
+    """An extension the revisions need is not available on the server (contrib not installed)."""
+
+    exit_code = 1
 
 
 class VerificationFailed(Z4jMigrateError):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ import psycopg
 from psycopg import sql
 
 from . import interrupt
+from .backoff import Backoff
 from .errors import LockTimeout
 from .logs import log
 
@@ -124,7 +124,7 @@ class LockWait:
         self._key = key
         self._timeout_s = timeout_s
         self._deadline = time.monotonic() + timeout_s
-        self._delay_s = 0.02
+        self._backoff = Backoff(0.02, 0.2)  # a try is one trivial statement; a short cap keeps waiters prompt
         self._next_report = time.monotonic()
         self._holder: LockHolder | None = None
 
@@ -149,10 +149,10 @@ class LockWait:
             raise LockTimeout(
                 f"gave up waiting for the migration lock after {self._timeout_s:g}s; it is held by {who}. "
                 "Another z4j-migrate run is in progress: wait for it, or raise --lock-timeout. "
-                "Nothing was changed by this run."
+                "Nothing was changed by this run.",
+                holder=self._holder,
             )
-        interrupt.sleep(min(self._delay_s, max(0.0, self._deadline - now)) * random.uniform(0.8, 1.2))
-        self._delay_s = min(self._delay_s * 2, 0.2)  # a try is one trivial statement; a short cap keeps waiters prompt
+        interrupt.sleep(self._backoff.next_s(at_most_s=self._deadline - now))
 
 
 @contextmanager

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import RevisionFileError
-from .record import head_digest
 from .revisions import CONFIG_FILE, REVISION_FILE_NAME, RevisionSet, checksum, normalise, read_config
+from .state import head_digest
 
 MANIFEST_FILE = "z4j-migrate.sum"
 _HEADER = (

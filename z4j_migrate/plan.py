@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import ConfigError, DriftError, IncompleteRevision, IrreversibleRevision
-from .record import DbState
-from .revisions import Revision
+from .revisions import Revision, parse_stored_down
+from .state import DbState, StoredDown, by_number, revision_number
 
 BACKUP_DOC = "docs/backup-restore.md"
 
@@ -34,13 +34,8 @@ def find_drift(revisions: tuple[Revision, ...], state: DbState) -> Drift:
             unverified.append(rev_id)
         elif row.up_checksum != rev.up.checksum or row.down_checksum != rev.down.checksum:
             edited.append(rev_id)
-    unknown = sorted((i for i in state.applied if i not in known), key=_version_key)
+    unknown = sorted((i for i in state.applied if i not in known), key=by_number)
     return Drift(tuple(sorted(edited)), tuple(unknown), tuple(sorted(unverified)))
-
-
-def _version_key(rev_id: str) -> tuple[int, str]:
-    head = rev_id.split("_", 1)[0]
-    return (int(head) if head.isdigit() else -1, rev_id)
 
 
 def edited_error(revisions: tuple[Revision, ...], state: DbState, edited: tuple[str, ...]) -> DriftError:
@@ -66,10 +61,9 @@ def resolve_target(revisions: tuple[Revision, ...], applied_ids: list[str], targ
     text = target.strip()
     if text.isdigit():
         return int(text)
-    head = text.split("_", 1)[0]
     ids = {r.id for r in revisions} | set(applied_ids)
-    if head.isdigit() and text in ids:
-        return int(head)
+    if revision_number(text) >= 0 and text in ids:
+        return revision_number(text)
     raise ConfigError(f"unknown revision {target!r}: give a revision number or id (see z4j-migrate status).")
 
 
@@ -89,10 +83,10 @@ def plan_upgrade(revisions: tuple[Revision, ...], state: DbState, target: str | 
         )
     if not pending:
         return []
-    highest_applied = max((_version_key(i)[0] for i in state.applied), default=-1)
+    highest_applied = max((revision_number(i) for i in state.applied), default=-1)
     out_of_order = [r.id for r in pending if r.version <= highest_applied]
     if out_of_order:
-        newest = max(state.applied, key=_version_key)
+        newest = max(state.applied, key=by_number)
         raise DriftError(
             f"revision(s) {', '.join(out_of_order)} would be applied out of order: the database "
             f"already has {newest} applied. Renumber the new revision(s) above "
@@ -112,7 +106,7 @@ def downgrade_targets(
     state: DbState, revisions: tuple[Revision, ...], *, to: str | None, steps: int | None
 ) -> list[str]:
     """Applied ids to undo, newest first."""
-    applied = sorted(state.applied, key=_version_key, reverse=True)
+    applied = sorted(state.applied, key=by_number, reverse=True)
     if steps is not None:
         if steps < 1:
             raise ConfigError(f"--steps {steps}: give 1 or more.")
@@ -122,9 +116,53 @@ def downgrade_targets(
     if to.strip().lower() == "base":
         return applied
     version = resolve_target(revisions, applied, to)
-    if not any(_version_key(i)[0] == version for i in applied):
+    if not any(revision_number(i) == version for i in applied):
         raise ConfigError(f"--to {to}: that revision is not applied, so the database cannot be downgraded to it.")
-    return [i for i in applied if _version_key(i)[0] > version]
+    return [i for i in applied if revision_number(i) > version]
+
+
+def plan_downgrade(
+    state: DbState,
+    revisions: tuple[Revision, ...],
+    stored: dict[str, StoredDown],
+    *,
+    to: str | None,
+    steps: int | None,
+) -> list[DowngradeStep]:
+    """Which revisions to undo, newest first, with the down SQL to use: the file, or the copy the
+    database keeps for a revision this code does not have (`stored`). Refuses the whole plan, before
+    anything runs, when a step cannot be undone or its down file may not match what was applied."""
+    stuck = [p for p in state.in_progress.values() if p.direction == "apply"]
+    if stuck:
+        p = stuck[0]
+        raise IncompleteRevision(
+            f"revision {p.id} stopped part-way through its upgrade (statement {p.statements_done + 1} of "
+            f"{p.statements_total}); run z4j-migrate upgrade to finish it before downgrading."
+        )
+    ids = downgrade_targets(state, revisions, to=to, steps=steps)
+    drift = find_drift(revisions, state)
+    edited = [i for i in ids if i in drift.edited]
+    if edited:
+        raise DriftError(
+            f"cannot downgrade: applied revision(s) {', '.join(edited)} changed on disk since they were applied, "
+            "so the down file may not match what was applied. Restore the original files first."
+        )
+    known = {r.id: r for r in revisions}
+    plan = [_step(rev_id, known, stored) for rev_id in ids]
+    check_reversible(plan)
+    return plan
+
+
+def _step(rev_id: str, known: dict[str, Revision], stored: dict[str, StoredDown]) -> DowngradeStep:
+    if rev_id in known:
+        return DowngradeStep(known[rev_id], from_database=False)
+    if rev_id in stored:
+        down = stored[rev_id]
+        return DowngradeStep(parse_stored_down(rev_id, down.sql, down.transactional), from_database=True)
+    raise DriftError(
+        f"cannot downgrade {rev_id}: it is not in this code and the database holds no down SQL for it "
+        "(it was applied by stock yoyo). Run the release that has it."
+    )
 
 
 def check_reversible(steps: list[DowngradeStep]) -> None:

@@ -8,13 +8,13 @@ undid it by hand.
 
 from __future__ import annotations
 
-from . import record
 from .config import Settings
-from .db import connect
+from .db import connected
 from .errors import ConfigError
 from .lock import locked_transaction
 from .plan import find_drift
 from .revisions import discover
+from .store import Store
 
 
 def accept_edit(settings: Settings, rev_id: str) -> None:
@@ -23,48 +23,38 @@ def accept_edit(settings: Settings, rev_id: str) -> None:
     revision = revset.by_id().get(rev_id)
     if revision is None:
         raise ConfigError(f"accept: {rev_id} is not a revision in {revset.directory}.")
-    with connect(settings) as conn, locked_transaction(conn, settings.lock_key, settings.lock_timeout_s):
-        state = record.read_state(conn, settings.schema, ())
+    with connected(settings) as conn, locked_transaction(conn, settings.lock_key, settings.lock_timeout_s):
+        store = Store(conn, settings.schema)
+        state = store.state(())
         drift = find_drift(revset.revisions, state)
         if rev_id not in drift.edited and rev_id not in drift.unverified:
             raise ConfigError(f"accept: {rev_id} is not an applied revision whose files changed; nothing to accept.")
         from .sqlcheck import check_revision
 
         check_revision(revision)
-        cur = conn.cursor()
         if rev_id in drift.unverified:  # applied by stock yoyo: adopt it with today's files
-            record.record_applied(cur, settings.schema, revision, duration_ms=0.0)
-        record.accept_checksums(
-            cur,
-            settings.schema,
-            rev_id=rev_id,
-            up_checksum=revision.up.checksum,
-            down_checksum=revision.down.checksum,
-            down_sql=revision.down.text,
-            down_transactional=revision.down.transactional,
-        )
+            store.record_applied(revision, duration_ms=0.0)
+        store.accept_checksums(revision)
 
 
 def resolve_partial(settings: Settings, rev_id: str, *, applied: bool) -> None:
     """Close the journal of a stopped non-transactional revision, as applied or as never applied."""
     revset = discover(settings.migrations_dir)
-    with connect(settings) as conn, locked_transaction(conn, settings.lock_key, settings.lock_timeout_s):
-        state = record.read_state(conn, settings.schema, ())
+    with connected(settings) as conn, locked_transaction(conn, settings.lock_key, settings.lock_timeout_s):
+        store = Store(conn, settings.schema)
+        state = store.state(())
         progress = state.in_progress.get(rev_id)
         if progress is None:
             raise ConfigError(
                 f"resolve: {rev_id} has not stopped part-way; nothing to resolve (see z4j-migrate status)."
             )
         revision = revset.by_id().get(rev_id)
-        cur = conn.cursor()
         finished = applied if progress.direction == "apply" else not applied
         if progress.direction == "apply" and applied:
             if revision is None:
                 raise ConfigError(f"resolve: {rev_id} is not in {revset.directory}; cannot record it as applied.")
-            record.record_applied(cur, settings.schema, revision, duration_ms=0.0)
+            store.record_applied(revision, duration_ms=0.0)
         elif progress.direction == "rollback" and not applied:
-            record.record_rolled_back(cur, settings.schema, rev_id=rev_id)
+            store.record_rolled_back(rev_id)
         what = "finished by hand" if finished else "undone by hand"
-        record.clear_progress(
-            cur, settings.schema, rev_id=rev_id, comment=f"z4j-migrate resolve: {progress.direction} {what}"
-        )
+        store.clear_progress(rev_id, comment=f"z4j-migrate resolve: {progress.direction} {what}")

@@ -32,10 +32,10 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from . import api, record
+from . import api, diagnose
 from .catalog import Difference, Snapshot, diff, snapshot
 from .config import Settings, parse_database_url
-from .db import connect, ensure_extensions
+from .db import connected, ensure_extensions
 from .errors import (
     ConfigError,
     ConnectionFailed,
@@ -45,6 +45,8 @@ from .errors import (
     Z4jMigrateError,
 )
 from .revisions import Revision, RevisionSet, discover
+from .state import revision_number
+from .store import Store
 
 SCRATCH_PREFIX = "z4j_verify_"
 
@@ -211,7 +213,7 @@ def verify(
         return report
 
     name = f"{SCRATCH_PREFIX}{uuid.uuid4().hex[:12]}"
-    with connect(settings) as admin:
+    with connected(settings) as admin:
         try:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         except pgerrors.InsufficientPrivilege:
@@ -221,9 +223,8 @@ def verify(
             ) from None
         except psycopg.Error as exc:
             raise ConfigError(
-                f"cannot create a scratch database on {settings.database.display}: "
-                f"{exc.diag.message_primary or str(exc).strip()}."
-            ) from None
+                f"cannot create a scratch database on {settings.database.display}: {diagnose.primary(exc)}."
+            ) from exc
     target = replace(
         settings,
         database=parse_database_url(make_conninfo(settings.database.conninfo, dbname=name), source="scratch database"),
@@ -244,7 +245,7 @@ def verify(
 
 
 def drop_database(settings: Settings, name: str) -> None:
-    with connect(settings) as admin:
+    with connected(settings) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
@@ -279,8 +280,8 @@ class _Run:
 
     def applied(self) -> list[str]:
         assert self.conn is not None
-        state = record.read_state(self.conn, self.settings.schema, ())
-        return sorted(state.applied, key=lambda i: int(i.split("_", 1)[0]) if i.split("_", 1)[0].isdigit() else -1)
+        state = Store(self.conn, self.settings.schema).state(())
+        return sorted(state.applied, key=revision_number)
 
     def fail(self, phase: str, revision: str | None, messages: list[str], diffs: list[Difference] = (), **kw: Any):
         self.report.problems.append(Problem(phase, revision, messages, [_as_dict(d) for d in diffs], **kw))
@@ -312,16 +313,16 @@ class _Run:
                     line = statement.line
                     self.conn.execute(statement.sql.encode("utf-8"))
         except psycopg.Error as exc:
-            primary = exc.diag.message_primary or str(exc).strip().splitlines()[0]
-            self.fail(phase, None, [f"{phase} file {name}:{line} failed: {primary}"], error=type(exc).__name__)
+            problem = f"{phase} file {name}:{line} failed: {diagnose.primary(exc)}"
+            self.fail(phase, None, [problem], error=type(exc).__name__)
 
     # ------------------------------------------------------------------- run
 
     def run(self, stepwise: bool, round_trip: bool) -> None:
-        with connect(self.settings) as conn:
+        with connected(self.settings) as conn:
             self.conn = conn
             self.report.server_version = conn.execute("SHOW server_version").fetchone()[0]
-            state = record.read_state(conn, self.settings.schema, self.revset.extensions)
+            state = Store(conn, self.settings.schema).state(self.revset.extensions)
             initial = self.snap()
             if state.applied or state.in_progress:
                 raise RefusedError(
