@@ -12,7 +12,6 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import psycopg
 
@@ -23,32 +22,13 @@ from .diagnose import invalid_indexes, read_only
 from .errors import DeclinedByOperator
 from .lock import lock_holder
 from .logs import log
-from .plan import DowngradeStep, find_drift, plan_downgrade, plan_upgrade
-from .revisions import Revision, RevisionSet, discover
-from .runner import RevisionRun
-from .startup import StartupScan, all_applied, check_head, repair_head, warn_if_manifest_stale
+from .plan import DowngradeStep, find_drift, needs_run, plan_downgrade, plan_upgrade
+from .revisions import RevisionSet, discover
+from .runner import DowngradeResult, UpgradeResult
+from .startup import StartupScan, all_applied, check_head, repair_head, warn_if_manifest_stale, warn_unknown
 from .state import DbState
 from .status import StatusReport, build_status
 from .store import Store
-
-
-@dataclass(frozen=True)
-class UpgradeResult:
-    applied: tuple[RevisionRun, ...] = ()
-    unknown: tuple[str, ...] = ()  # applied in the database, not in this code (database ahead)
-    created_extensions: tuple[str, ...] = ()
-    skipped: bool = False  # Z4J_AUTO_MIGRATE=false
-    planned: tuple[Revision, ...] = ()  # dry run: what would be applied
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.applied or self.created_extensions)
-
-
-@dataclass(frozen=True)
-class DowngradeResult:
-    rolled_back: tuple[RevisionRun, ...] = ()
-    planned: tuple[DowngradeStep, ...] = ()
 
 
 def _settings(settings: Settings | None, database_url: str | None, migrations_dir: object, **kw: object) -> Settings:
@@ -85,23 +65,17 @@ def upgrade(
         warn_if_manifest_stale(revset)
         pending = plan_upgrade(revset.revisions, state, to)
         if dry_run:
-            return UpgradeResult(planned=tuple(pending), unknown=_unknown(revset, state))
-        if not _work_to_do(revset, state, pending):
+            return UpgradeResult(planned=tuple(pending), unknown=warn_unknown(revset, state))
+        if not needs_run(revset, state, pending):
             # The digest is missing or stale (against the files: a stale manifest is not its fault).
             # A standby cannot write it; the primary's next run will.
             if all_applied(revset, state) and head.stored != scan.files_digest() and not head.probe.read_only:
                 repair_head(conn, settings, create=not head.probe.head)
-            return UpgradeResult(unknown=_unknown(revset, state))
+            return UpgradeResult(unknown=warn_unknown(revset, state))
         if head.probe.read_only:
             why = "a hot standby in recovery" if head.probe.in_recovery else "default_transaction_read_only is on"
             raise read_only(settings.database.display, why)
         return _apply(conn, settings, revset, state, to, pooled=head.probe.backend_pid != conn.info.backend_pid)
-
-
-def _work_to_do(revset: RevisionSet, state: DbState, pending: list[Revision]) -> bool:
-    if not state.bookkeeping or state.in_progress:
-        return True
-    return bool(pending) or any(e not in state.extensions for e in revset.extensions)
 
 
 def _apply(
@@ -118,18 +92,7 @@ def _apply(
         ctx = RunContext(settings, session_conn)
         created = prepare(conn, ctx, revset, state)
         runs = run_upgrade(conn, ctx, revset, state, to)
-    return UpgradeResult(applied=runs, unknown=_unknown(revset, state), created_extensions=tuple(created))
-
-
-def _unknown(revset: RevisionSet, state: DbState) -> tuple[str, ...]:
-    unknown = find_drift(revset.revisions, state).unknown
-    if unknown:
-        log.warning(
-            "the database has revision(s) this code does not know: %s (database ahead of code; "
-            "an older release is running against a newer schema)",
-            ", ".join(unknown),
-        )
-    return unknown
+    return UpgradeResult(applied=runs, unknown=warn_unknown(revset, state), created_extensions=tuple(created))
 
 
 @typed_connection_loss
@@ -161,7 +124,10 @@ def downgrade(
         plan = plan_downgrade(
             state, revset.revisions, store.stored_downs(unknown) if unknown else {}, to=to, steps=steps
         )
-        _check_unverified_downs(revset, state, plan)
+        if plan:
+            from .sqlcheck import check_unverified_downs
+
+            check_unverified_downs(plan, find_drift(revset.revisions, state).unverified)
         if not plan:
             return DowngradeResult()
         check_preflights(conn, plan)
@@ -174,20 +140,6 @@ def downgrade(
         with session_connection(conn, settings, pooled=pooled, needed=needed) as session_conn:
             runs = run_downgrade(conn, RunContext(settings, session_conn), plan, state.in_progress)
     return DowngradeResult(rolled_back=runs)
-
-
-def _check_unverified_downs(revset: RevisionSet, state: DbState, plan: list[DowngradeStep]) -> None:
-    """A down is SQL-checked here only when nobody checked it before: z4j-migrate checks both files of
-    a revision before applying it, and the drift check proves the down file (or the stored down) is
-    the one checked then. Only revisions applied by stock yoyo (no checksum) are left, which keeps
-    the parser out of most downgrades."""
-    unverified = find_drift(revset.revisions, state).unverified
-    unchecked = [s.revision.down for s in plan if s.revision.down.has_sql and s.revision.id in unverified]
-    if unchecked:
-        from .sqlcheck import check_file_fast
-
-        for down in unchecked:
-            check_file_fast(down, is_down=True)
 
 
 @typed_connection_loss

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import ConfigError, DriftError, IncompleteRevision, IrreversibleRevision
-from .revisions import Revision, parse_stored_down
+from .revisions import Revision, RevisionSet, parse_stored_down
 from .state import DbState, StoredDown, by_number, revision_number
 
 BACKUP_DOC = "docs/backup-restore.md"
@@ -94,6 +94,14 @@ def plan_upgrade(revisions: tuple[Revision, ...], state: DbState, target: str | 
             "an older release against a newer database)."
         )
     return pending
+
+
+def needs_run(revset: RevisionSet, state: DbState, pending: list[Revision]) -> bool:
+    """Whether an upgrade has anything to do: revisions to apply, a stopped one to finish, the
+    bookkeeping or an extension to create."""
+    if not state.bookkeeping or state.in_progress:
+        return True
+    return bool(pending) or any(e not in state.extensions for e in revset.extensions)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,25 @@ class RevisionRun:
 
 
 @dataclass(frozen=True)
+class UpgradeResult:
+    applied: tuple[RevisionRun, ...] = ()
+    unknown: tuple[str, ...] = ()  # applied in the database, not in this code (database ahead)
+    created_extensions: tuple[str, ...] = ()
+    skipped: bool = False  # Z4J_AUTO_MIGRATE=false
+    planned: tuple[Revision, ...] = ()  # dry run: what would be applied
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.applied or self.created_extensions)
+
+
+@dataclass(frozen=True)
+class DowngradeResult:
+    rolled_back: tuple[RevisionRun, ...] = ()
+    planned: tuple[DowngradeStep, ...] = ()
+
+
+@dataclass(frozen=True)
 class RunContext:
     """What every revision of one run shares: the settings, and the connection non-transactional
     revisions use (one server session: the main connection, unless that goes through a

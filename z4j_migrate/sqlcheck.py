@@ -6,7 +6,9 @@ directory, never on the no-op startup path: pglast costs import time.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pglast
 from pglast import ast, visitors
@@ -14,6 +16,9 @@ from pglast.enums import ObjectType
 
 from .errors import RevisionFileError
 from .revisions import Revision, SqlFile
+
+if TYPE_CHECKING:
+    from .plan import DowngradeStep
 
 
 @dataclass(frozen=True)
@@ -152,3 +157,13 @@ def concurrent_index_name(statement_sql: str) -> str | None:
 
     parts = (node.relation.schemaname, node.idxname) if node.relation.schemaname else (node.idxname,)
     return sql.Identifier(*parts).as_string(None)
+
+
+def check_unverified_downs(plan: Sequence[DowngradeStep], unverified: Collection[str]) -> None:
+    """A down is SQL-checked at downgrade time only when nobody checked it before: z4j-migrate checks
+    both files of a revision before applying it, and the drift check proves the down file (or the
+    stored down) is the one checked then. Only revisions applied by stock yoyo (no checksum) are
+    left, which keeps the parser out of most downgrades."""
+    for step in plan:
+        if step.revision.down.has_sql and step.revision.id in unverified:
+            check_file_fast(step.revision.down, is_down=True)

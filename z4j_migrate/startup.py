@@ -21,6 +21,7 @@ from . import manifest
 from .config import Settings
 from .lock import abort, try_locked_transaction
 from .logs import log
+from .plan import find_drift
 from .revisions import RevisionSet, discover
 from .state import DbState, Probe, head_digest
 from .store import Store
@@ -155,3 +156,15 @@ def warn_if_manifest_stale(revset: RevisionSet) -> None:
     stale = manifest.stale_files(revset)
     if stale:
         log.warning("%s", manifest.stale_message(revset.directory, stale))
+
+
+def warn_unknown(revset: RevisionSet, state: DbState) -> tuple[str, ...]:
+    """Revisions the database has and this code does not (an older release against a newer schema)."""
+    unknown = find_drift(revset.revisions, state).unknown
+    if unknown:
+        log.warning(
+            "the database has revision(s) this code does not know: %s (database ahead of code; "
+            "an older release is running against a newer schema)",
+            ", ".join(unknown),
+        )
+    return unknown
