@@ -1,0 +1,44 @@
+"""The public surface: `__all__` is exactly what the package exports, and every error the library
+raises on purpose can be caught by name from `z4j_migrate`."""
+
+from __future__ import annotations
+
+import inspect
+import types
+
+import z4j_migrate
+from z4j_migrate import errors, interrupt
+
+
+def test_all_is_the_public_names():
+    public = {
+        name
+        for name, value in vars(z4j_migrate).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert set(z4j_migrate.__all__) == public
+    assert len(z4j_migrate.__all__) == len(set(z4j_migrate.__all__))
+
+
+def test_every_error_is_exported():
+    raised = {
+        name
+        for name, value in vars(errors).items()
+        if inspect.isclass(value) and issubclass(value, errors.Z4jMigrateError)
+    }
+    assert raised <= set(z4j_migrate.__all__)
+    assert "Interrupted" in z4j_migrate.__all__ and z4j_migrate.Interrupted is interrupt.Interrupted
+
+
+def test_errors_carry_structured_fields():
+    failed = z4j_migrate.RevisionFailed("x", revision="0001_a", path="0001_a.up.sql", sqlstate="42P07")
+    assert (failed.revision, failed.path, failed.sqlstate, failed.applied, failed.failed) == (
+        "0001_a",
+        "0001_a.up.sql",
+        "42P07",
+        (),
+        None,
+    )
+    holder = z4j_migrate.LockHolder(pid=42, role="migrator")
+    assert z4j_migrate.LockTimeout("busy", holder=holder).holder is holder
+    assert z4j_migrate.RevisionFileError("bad", path="f.sql", line=3).message == "f.sql:3: bad"
