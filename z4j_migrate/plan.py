@@ -74,13 +74,7 @@ def plan_upgrade(revisions: tuple[Revision, ...], state: DbState, target: str | 
         raise edited_error(revisions, state, drift.edited)
     limit = resolve_target(revisions, list(state.applied), target) if target else None
     pending = [r for r in revisions if r.id not in state.applied and (limit is None or r.version <= limit)]
-    stuck = [p for p in state.in_progress.values() if p.direction == "rollback"]
-    if stuck:
-        p = stuck[0]
-        raise IncompleteRevision(
-            f"revision {p.id} was being rolled back and stopped after statement {p.statements_done} "
-            f"of {p.statements_total}; finish it with 'z4j-migrate downgrade' before upgrading."
-        )
+    _refuse_if_stopped(state, "rollback")
     if not pending:
         return []
     highest_applied = max((revision_number(i) for i in state.applied), default=-1)
@@ -94,6 +88,23 @@ def plan_upgrade(revisions: tuple[Revision, ...], state: DbState, target: str | 
             "an older release against a newer database)."
         )
     return pending
+
+
+def _refuse_if_stopped(state: DbState, direction: str) -> None:
+    """A non-transactional revision stopped part-way in the other direction must be finished first."""
+    stuck = [p for p in state.in_progress.values() if p.direction == direction]
+    if not stuck:
+        return
+    p = stuck[0]
+    if direction == "rollback":
+        raise IncompleteRevision(
+            f"revision {p.id} was being rolled back and stopped after statement {p.statements_done} "
+            f"of {p.statements_total}; finish it with 'z4j-migrate downgrade' before upgrading."
+        )
+    raise IncompleteRevision(
+        f"revision {p.id} stopped part-way through its upgrade (statement {p.statements_done + 1} of "
+        f"{p.statements_total}); run z4j-migrate upgrade to finish it before downgrading."
+    )
 
 
 def needs_run(revset: RevisionSet, state: DbState, pending: list[Revision]) -> bool:
@@ -140,13 +151,7 @@ def plan_downgrade(
     """Which revisions to undo, newest first, with the down SQL to use: the file, or the copy the
     database keeps for a revision this code does not have (`stored`). Refuses the whole plan, before
     anything runs, when a step cannot be undone or its down file may not match what was applied."""
-    stuck = [p for p in state.in_progress.values() if p.direction == "apply"]
-    if stuck:
-        p = stuck[0]
-        raise IncompleteRevision(
-            f"revision {p.id} stopped part-way through its upgrade (statement {p.statements_done + 1} of "
-            f"{p.statements_total}); run z4j-migrate upgrade to finish it before downgrading."
-        )
+    _refuse_if_stopped(state, "apply")
     ids = downgrade_targets(state, revisions, to=to, steps=steps)
     drift = find_drift(revisions, state)
     edited = [i for i in ids if i in drift.edited]

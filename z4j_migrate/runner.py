@@ -199,44 +199,37 @@ def apply_revision(
 ) -> RevisionRun | None:
     """Apply one revision and record it; None if another run applied it first.
     `journaled`: a progress row may exist for it (a run stopped part-way), which recording clears."""
-    journaled = journaled or not revision.up.transactional
-    if revision.up.transactional:
-        store = Store(conn, ctx.schema)
-        return _run_transactional(
-            conn,
-            ctx,
-            revision,
-            revision.up,
-            "apply",
-            lambda: store.applied_statement(revision, clear_progress=journaled),
-        )
-
-    def bookkeeping(store: Store, duration_ms: float) -> None:
-        store.record_applied(revision, duration_ms=duration_ms, clear_progress=journaled)
-
-    return _run_statements(ctx, revision, revision.up, "apply", bookkeeping)
+    return _run_one(conn, ctx, revision, "apply", journaled=journaled)
 
 
 def rollback_revision(
     conn: psycopg.Connection, ctx: RunContext, revision: Revision, *, journaled: bool = False
 ) -> RevisionRun | None:
     """Undo one revision with its down SQL and remove its history rows (None: another run did)."""
-    journaled = journaled or not revision.down.transactional
-    if revision.down.transactional:
+    return _run_one(conn, ctx, revision, "rollback", journaled=journaled)
+
+
+def _run_one(
+    conn: psycopg.Connection, ctx: RunContext, revision: Revision, direction: str, *, journaled: bool
+) -> RevisionRun | None:
+    sql_file = revision.up if direction == "apply" else revision.down
+    clear = journaled or not sql_file.transactional  # a journal row to delete with the history rows
+
+    def record(store: Store, duration_ms: float) -> None:
+        if direction == "apply":
+            store.record_applied(revision, duration_ms=duration_ms, clear_progress=clear)
+        else:
+            store.record_rolled_back(revision.id, clear_progress=clear)
+
+    def statement() -> str:  # the same rows as one SQL text, to travel in the revision's own message
         store = Store(conn, ctx.schema)
-        return _run_transactional(
-            conn,
-            ctx,
-            revision,
-            revision.down,
-            "rollback",
-            lambda: store.rolled_back_statement(revision.id, clear_progress=journaled),
-        )
+        if direction == "apply":
+            return store.applied_statement(revision, clear_progress=clear)
+        return store.rolled_back_statement(revision.id, clear_progress=clear)
 
-    def bookkeeping(store: Store, duration_ms: float) -> None:
-        store.record_rolled_back(revision.id, clear_progress=journaled)
-
-    return _run_statements(ctx, revision, revision.down, "rollback", bookkeeping)
+    if sql_file.transactional:
+        return _run_transactional(conn, ctx, revision, sql_file, direction, statement)
+    return _run_statements(ctx, revision, sql_file, direction, record)
 
 
 def _run_transactional(

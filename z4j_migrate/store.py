@@ -111,17 +111,18 @@ def _history(schema: str, *, details: bool) -> sql.Composed:
     )
 
 
+def _clear_journal(schema: str) -> sql.Composed:
+    """The CTE that deletes a revision's journal row, for when a run may have stopped part-way."""
+    return sql.SQL(", p AS (DELETE FROM {} WHERE migration_id = %(id)s)").format(
+        qualified(schema, "_z4j_migrate_progress")
+    )
+
+
 def _recorded(schema: str, *, clear_progress: bool, server_timed: bool) -> sql.Composed:
     """The rows of one applied revision, in one statement: yoyo's history and log, ours, and (if
     the caller knows there may be one) the journal row deleted. `server_timed`: the server
     measures the duration (the statement travels in the revision's own message)."""
-    clear = (
-        sql.SQL(", p AS (DELETE FROM {} WHERE migration_id = %(id)s)").format(
-            qualified(schema, "_z4j_migrate_progress")
-        )
-        if clear_progress
-        else sql.SQL("")
-    )
+    clear = _clear_journal(schema) if clear_progress else sql.SQL("")
     return sql.SQL(
         "WITH m AS (INSERT INTO {m} (migration_hash, migration_id, applied_at_utc) "
         "VALUES (%(hash)s, %(id)s, pg_catalog.timezone('UTC', pg_catalog.now())) "
@@ -147,13 +148,7 @@ def _recorded(schema: str, *, clear_progress: bool, server_timed: bool) -> sql.C
 
 def _removed(schema: str, *, clear_progress: bool) -> sql.Composed:
     """The rows of one rolled-back revision removed, and the rollback logged, in one statement."""
-    clear = (
-        sql.SQL(", p AS (DELETE FROM {} WHERE migration_id = %(id)s)").format(
-            qualified(schema, "_z4j_migrate_progress")
-        )
-        if clear_progress
-        else sql.SQL("")
-    )
+    clear = _clear_journal(schema) if clear_progress else sql.SQL("")
     return sql.SQL(
         "WITH m AS (DELETE FROM {m} WHERE migration_hash = %(hash)s), "
         "l AS (INSERT INTO {log} (id, migration_hash, migration_id, operation, username, hostname, "
