@@ -118,6 +118,15 @@ def _clear_journal(schema: str) -> sql.Composed:
     )
 
 
+def _log_cte(schema: str, operation: str) -> sql.Composed:
+    """yoyo's audit row for an apply or a rollback, as a CTE of the statement that records it."""
+    return sql.SQL(
+        "l AS (INSERT INTO {log} (id, migration_hash, migration_id, operation, username, hostname, "
+        "created_at_utc) VALUES (%(log_id)s, %(hash)s, %(id)s, {operation}, %(user)s, %(host)s, "
+        "pg_catalog.timezone('UTC', pg_catalog.now())))"
+    ).format(log=qualified(schema, "_yoyo_log"), operation=sql.Literal(operation))
+
+
 def _recorded(schema: str, *, clear_progress: bool, server_timed: bool) -> sql.Composed:
     """The rows of one applied revision, in one statement: yoyo's history and log, ours, and (if
     the caller knows there may be one) the journal row deleted. `server_timed`: the server
@@ -127,9 +136,7 @@ def _recorded(schema: str, *, clear_progress: bool, server_timed: bool) -> sql.C
         "WITH m AS (INSERT INTO {m} (migration_hash, migration_id, applied_at_utc) "
         "VALUES (%(hash)s, %(id)s, pg_catalog.timezone('UTC', pg_catalog.now())) "
         "ON CONFLICT (migration_hash) DO UPDATE SET applied_at_utc = EXCLUDED.applied_at_utc), "
-        "l AS (INSERT INTO {log} (id, migration_hash, migration_id, operation, username, hostname, "
-        "created_at_utc) VALUES (%(log_id)s, %(hash)s, %(id)s, 'apply', %(user)s, %(host)s, "
-        "pg_catalog.timezone('UTC', pg_catalog.now()))){clear} "
+        "{log}{clear} "
         "INSERT INTO {r} (migration_hash, migration_id, version, message, up_checksum, down_checksum, "
         "down_sql, down_transactional, duration_ms, applied_by) VALUES (%(hash)s, %(id)s, %(version)s, "
         "%(message)s, %(up_checksum)s, %(down_checksum)s, %(down_sql)s, %(down_tx)s, {duration}, "
@@ -139,7 +146,7 @@ def _recorded(schema: str, *, clear_progress: bool, server_timed: bool) -> sql.C
         "duration_ms = EXCLUDED.duration_ms, applied_by = EXCLUDED.applied_by"
     ).format(
         m=qualified(schema, "_yoyo_migration"),
-        log=qualified(schema, "_yoyo_log"),
+        log=_log_cte(schema, "apply"),
         r=qualified(schema, "_z4j_migrate_revision"),
         clear=clear,
         duration=_SERVER_DURATION_MS if server_timed else sql.Placeholder("duration"),
@@ -150,14 +157,11 @@ def _removed(schema: str, *, clear_progress: bool) -> sql.Composed:
     """The rows of one rolled-back revision removed, and the rollback logged, in one statement."""
     clear = _clear_journal(schema) if clear_progress else sql.SQL("")
     return sql.SQL(
-        "WITH m AS (DELETE FROM {m} WHERE migration_hash = %(hash)s), "
-        "l AS (INSERT INTO {log} (id, migration_hash, migration_id, operation, username, hostname, "
-        "created_at_utc) VALUES (%(log_id)s, %(hash)s, %(id)s, 'rollback', %(user)s, %(host)s, "
-        "pg_catalog.timezone('UTC', pg_catalog.now()))){clear} "
+        "WITH m AS (DELETE FROM {m} WHERE migration_hash = %(hash)s), {log}{clear} "
         "DELETE FROM {r} WHERE migration_hash = %(hash)s"
     ).format(
         m=qualified(schema, "_yoyo_migration"),
-        log=qualified(schema, "_yoyo_log"),
+        log=_log_cte(schema, "rollback"),
         r=qualified(schema, "_z4j_migrate_revision"),
         clear=clear,
     )
