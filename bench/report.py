@@ -80,6 +80,47 @@ def cell(res: dict, form: str, op: str, n: int, tool: str) -> dict | None:
     return out
 
 
+# The no-op upgrade process by invocation form (bench/run.py cli_forms), each against python's
+# connect + SELECT 1 measured in the same rounds.
+CLI_FORMS = {
+    "py-select1": 'python -c "import psycopg; connect; SELECT 1"',
+    "z4j-env": "z4j-migrate (settings from the environment only)",
+    "z4j-flags": "z4j-migrate -q --database-url URL --migrations-dir DIR upgrade",
+}
+CLI_FORMS_LIMIT = 1.05
+
+
+def cli_forms(res: dict) -> list[tuple[str, dict]]:
+    """(form, {median, min, max, runs, x_py}) for each form measured."""
+    data = res.get("cli_forms") or {}
+    rounds = data.get("rounds") or []
+    out = []
+    for form in CLI_FORMS:
+        xs = [r[form] for r in rounds if form in r]
+        if not xs:
+            continue
+        pairs = [r[form] / r["py-select1"] for r in rounds if form in r and "py-select1" in r]
+        x_py = statistics.median(pairs) if pairs and form != "py-select1" else None
+        out.append(
+            (form, {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "runs": len(xs), "x_py": x_py})
+        )
+    return out
+
+
+def text_cli_forms(res: dict) -> str:
+    rows = cli_forms(res)
+    if not rows:
+        return ""
+    n = res["cli_forms"]["n"]
+    lines = [
+        f"no-op upgrade process by invocation form, N={n} applied (xP = to python connect + SELECT 1, same rounds)"
+    ]
+    for form, c in rows:
+        ratio = f" xP{c['x_py']:.2f}" if c["x_py"] is not None else ""
+        lines.append(f"  {CLI_FORMS[form]:<66} {fmt(c['median'])} ({fmt(c['min'])}-{fmt(c['max'])}){ratio}")
+    return "\n".join(lines)
+
+
 def tools_for(res: dict, form: str, op: str) -> list[str]:
     found = set()
     for n in res["sizes"]:
@@ -119,6 +160,9 @@ def text_table(res: dict) -> str:
                     cells.append(f"{text:>44}")
                 lines.append(f"{FORMS[form] + ' ' + op:<28} {tool:<12}" + "".join(cells))
         lines.append("")
+    forms = text_cli_forms(res)
+    if forms:
+        lines += [forms, ""]
     return "\n".join(lines)
 
 
@@ -181,6 +225,27 @@ def targets(res: dict) -> list[tuple[str, str, bool | None]]:
         vs = _noop_versus(res, "process", n, "z4j", "py-select1", "x_py")
         if vs:
             out.append((f"no-op process within 1.2x of python connect + SELECT 1 (N={n})", vs[1], vs[0] <= 1.2))
+    forms = dict(cli_forms(res))
+    for form in ("z4j-env", "z4j-flags"):
+        c, floor = forms.get(form), forms.get("py-select1")
+        if c and c["x_py"] is not None:
+            out.append(
+                (
+                    f"no-op process within {CLI_FORMS_LIMIT}x of python connect + SELECT 1 "
+                    f"(N={res['cli_forms']['n']}): {CLI_FORMS[form]}",
+                    f"x{c['x_py']:.2f} ({fmt(c['median'])} vs {fmt(floor['median']) if floor else '?'})",
+                    c["x_py"] <= CLI_FORMS_LIMIT,
+                )
+            )
+    flags_heavy = (res.get("cli_forms") or {}).get("flags_heavy")
+    if flags_heavy is not None:
+        out.append(
+            (
+                "no-op process with every setting as an option imports no yoyo, pglast, click, sqlparse",
+                "imports: " + (", ".join(flags_heavy) if flags_heavy else "none of them"),
+                not flags_heavy,
+            )
+        )
     heavy = res.get("imports", {}).get("noop_process_heavy")
     if heavy is not None:
         out.append(
@@ -348,6 +413,23 @@ def markdown(res: dict, notes: str) -> str:
             for tool in tools_for(res, form, op):
                 cells = [_md_cell(cell(res, form, op, n, tool)) for n in sizes]
                 out.append(f"| {FORMS[form]} {OPS[op]} | {LABELS.get(tool, tool)} | " + " | ".join(cells) + " |")
+    rows = cli_forms(res)
+    if rows:
+        out += [
+            "",
+            f"**No-op upgrade process by invocation form** (N={res['cli_forms']['n']} applied; its own rounds, "
+            "every form once per round in rotated order; `py` is the ratio to python's connect + SELECT 1 "
+            "in the same round). Every form of `upgrade` takes the click-free path.",
+            "",
+            "| invocation | median (min-max) | runs | py |",
+            "|---|---|---|---|",
+        ]
+        for form, c in rows:
+            ratio = f"x{c['x_py']:.2f}" if c["x_py"] is not None else "-"
+            out.append(
+                f"| `{CLI_FORMS[form]}` | **{fmt(c['median'])}** ({fmt(c['min'])}-{fmt(c['max'])}) | {c['runs']} "
+                f"| {ratio} |"
+            )
     runs = {f"{FORMS[f]} {o}": sorted({len(_rounds(res, f, o, n)) for n in sizes}) for f in FORMS for o in OPS}
     out += [
         "",

@@ -14,11 +14,14 @@ same synthetic revision sets (N = 10, 100, 1000; bench/gen.py):
 3. time library calls in-process (bench/inproc.py: psycopg and the library already
    imported; each call opens its own connection);
 4. the bundled z4j set: upgrade head, no-op, downgrade base, and the full round trip;
-5. start-up and import costs.
+5. start-up and import costs;
+6. the no-op upgrade process at the largest N by invocation form: settings from the environment
+   only, and every setting on the command line (`-q --database-url URL --migrations-dir DIR
+   upgrade`), side by side with python's connect + SELECT 1 (`--only cli-forms` runs just this).
 
 It prints one table and writes docs/performance.md (raw numbers: bench/out/latest.json).
 
-    python bench/run.py [--quick] [--sizes 10,100,1000] [--no-docs] [--skip dbmate,...]
+    python bench/run.py [--quick] [--sizes 10,100,1000] [--no-docs] [--skip dbmate,...] [--only cli-forms]
 """
 
 from __future__ import annotations
@@ -526,6 +529,37 @@ class Bench:
         self.results["imports"] = imp
         self.log("start-up and import costs")
 
+    def cli_forms(self) -> None:
+        """The no-op upgrade as a whole process, invoked as a deploy script may: with settings from the
+        environment only, and with every setting as an option (the form that used to import click),
+        in the same rounds as python's connect + SELECT 1, at the largest N."""
+        n = self.sizes[-1]
+        self.admin.reset(db_of("z4j"))
+        self.run("z4j", "apply", n)
+        url, folder, cli = self.url("z4j"), self.set_dir("z4j", n), str(VENV_BIN / "z4j-migrate")
+        flags = ["-q", "--database-url", url, "--migrations-dir", folder, "upgrade"]
+        forms = {
+            "py-select1": self.command("py-select1", "noop", n),
+            "z4j-env": ([cli], dict(self.env, Z4J_DATABASE_URL=url, Z4J_MIGRATIONS_DIR=folder)),
+            "z4j-flags": ([cli, *flags], self.env),
+        }
+        rounds: list[dict[str, float]] = []
+        warm, reps = 1, (5 if self.args.quick else 15)
+        for r in range(warm + reps):
+            row = {label: run_process(*forms[label], cwd=REPO, what=label).ms for label in self.rotate(list(forms), r)}
+            if r >= warm:
+                rounds.append(row)
+        err = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "z4j_migrate", *flags],
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
+        loaded = report.importtime_modules(err.stderr)
+        heavy = [m for m in ("yoyo", "pglast", "click", "sqlparse") if m in loaded]
+        self.results["cli_forms"] = {"n": n, "rounds": rounds, "flags_heavy": heavy}
+        self.log(f"no-op process by invocation form N={n}")
+
     def versions(self) -> dict:
         def out(args: list[str]) -> str:
             try:
@@ -565,21 +599,24 @@ class Bench:
     # ------------------------------------------------------------------ main
 
     def main(self) -> int:
+        only = self.args.only
         self.check_deps()
         self.setup()
         self.workers: dict[str, Worker] = {}
         try:
             env = child_env()
-            for tool in self.inproc:
+            for tool in self.inproc if not only else ():
                 self.workers[tool] = Worker(tool, env)
-            for n in self.sizes:
+            for n in self.sizes if not only else ():
                 self.verify(n)
                 self.time_apply_rollback(n)
                 self.time_noop_status(n)
                 self.time_inproc(n)
-            if not self.args.no_bundled:
+            if not self.args.no_bundled and not only:
                 self.bundled()
-            self.startup()
+            if not only:
+                self.startup()
+            self.cli_forms()
         finally:
             for w in self.workers.values():
                 w.close()
@@ -588,6 +625,11 @@ class Bench:
         self.results["wall_s"] = time.perf_counter() - self.started
         OUT.mkdir(exist_ok=True)
         name = "quick.json" if self.args.quick else "latest.json"  # a quick check never replaces a full run
+        if only:
+            name = f"only-{only}.json"
+            (OUT / name).write_text(json.dumps(self.results, indent=1, default=str))
+            print("\n" + report.text_cli_forms(self.results) + "\n\n" + report.text_targets(self.results))
+            return 0
         (OUT / name).write_text(json.dumps(self.results, indent=1, default=str))
         print()
         print(report.text_table(self.results))
@@ -601,6 +643,8 @@ class Bench:
         return 0
 
     def check_deps(self) -> None:
+        if self.args.only:  # cli-forms: z4j-migrate and psycopg only
+            return
         missing = []
         for mod in ("alembic", "sqlalchemy", "yoyo"):
             try:
@@ -622,9 +666,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip", default="", help="comma-separated tools to leave out (dbmate, alembic, ...)")
     p.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
     p.add_argument("--no-bundled", action="store_true", help="skip the bundled z4j set")
+    p.add_argument(
+        "--only",
+        choices=["cli-forms"],
+        help="run one stage: cli-forms = the no-op process by invocation form (default N=1000; no docs)",
+    )
     args = p.parse_args(argv)
     if args.sizes is None:
-        args.sizes = "10,100" if args.quick else "10,100,1000"
+        args.sizes = "1000" if args.only else "10,100" if args.quick else "10,100,1000"
     return args
 
 

@@ -1,9 +1,10 @@
-"""The `z4j-migrate` command: a thin click layer over the API, with one error boundary.
+"""The `z4j-migrate` command: its entry point, the one error boundary, and the click-free fast path.
 
-Every error leaves through `main()`: one paragraph on stderr, passwords
-masked, the documented exit code, a traceback only with -v. The bare command
-(`z4j-migrate` or `z4j-migrate upgrade`, settings from the environment) skips
-click entirely: it is what deploy scripts run on every boot.
+Every error leaves through `main()`: one paragraph on stderr, passwords masked, the documented
+exit code, a traceback only with -v. `z4j-migrate [global options] [upgrade [options]]` (what
+deploy scripts run on every boot) is parsed here without click (`parse_upgrade`); everything else
+goes to the click commands in `z4j_migrate.commands`. Both build their Settings with
+`Invocation.settings`, and print with the helpers below, so both paths behave the same.
 """
 
 from __future__ import annotations
@@ -11,59 +12,240 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from . import api, interrupt
+from .config import Settings, settings_from_env
 from .errors import ConfigError, Z4jMigrateError, redact
 from .interrupt import Interrupted
-from .logs import log
+from .logs import EVENT, log
 
-_quiet = False
+# Options that take a value, on the group and on every command with database settings: flag -> key.
+VALUE_OPTIONS = {
+    "--database-url": "database_url",
+    "--migrations-dir": "migrations_dir",
+    "--schema": "schema",
+    "--lock-timeout": "lock_timeout",
+    "--statement-lock-timeout": "statement_lock_timeout",
+    "--statement-timeout": "statement_timeout",
+    "--direct-url": "direct_url",
+    "--wait": "wait_",
+}
+SECONDS = ("lock_timeout", "statement_lock_timeout", "statement_timeout", "wait_")
+FLAG = {key: flag for flag, key in VALUE_OPTIONS.items()}
 
 
-def _say(text: str) -> None:
-    """Progress lines for a person; -q silences them (errors and warnings still go to stderr)."""
-    if not _quiet:
-        print(text)
+class Invocation:
+    """What a command was given and how loud it may be (click's ctx.obj; the fast path makes one too).
+
+    `options` are the group's (before the command name); `settings(own)` adds the command's own,
+    which win, sets up logging for the verbosity, and builds the Settings.
+    """
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self.options = _given(options or {})
+        self.verbosity = 0  # -1: -q; 0; 1 and more: -v
+
+    def settings(self, own: Mapping[str, Any]) -> Settings:
+        merged = {**self.options, **_given(own)}
+        merged["verbose"] = self.options.get("verbose", 0) + own.get("verbose", 0)
+        self.verbosity = -1 if merged.get("quiet") else merged["verbose"]
+        setup_logging(self.verbosity)
+        return settings_from_options(merged)
+
+    def say(self, text: str) -> None:
+        """Progress lines for a person; -q silences them (errors and warnings still go to stderr)."""
+        if self.verbosity >= 0:
+            print(text)
 
 
-def _setup_logging(verbosity: int) -> None:
-    global _quiet
-    _quiet = verbosity < 0
+def _given(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options that were given: click passes None (and False for flags) for the others; 0 is a value."""
+    return {k: v for k, v in options.items() if v is not None and v is not False}
+
+
+def settings_from_options(options: Mapping[str, Any]) -> Settings:
+    """Settings from CLI option values (keys of VALUE_OPTIONS), the environment filling the rest."""
+    for key in SECONDS:
+        value = options.get(key)
+        if value is not None and value < 0:
+            raise ConfigError(f"{FLAG[key]} {value:g}: must be 0 or more seconds.")
+        if value is not None and not math.isfinite(value):
+            raise ConfigError(f"{FLAG[key]} {value:g}: must be a finite number of seconds.")
+    return settings_from_env(
+        options.get("database_url"),
+        options.get("migrations_dir"),
+        schema=options.get("schema"),
+        lock_timeout_s=options.get("lock_timeout"),
+        statement_lock_timeout_s=options.get("statement_lock_timeout"),
+        statement_timeout_s=options.get("statement_timeout"),
+        direct_url=options.get("direct_url"),
+        connect_wait_s=options.get("wait_"),
+    )
+
+
+def setup_logging(verbosity: int) -> None:
+    """Log records on stderr, except the events the commands print on stdout themselves."""
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(lambda record: not hasattr(record, EVENT))  # "applied ...": printed once, on stdout
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
     logging.getLogger("yoyo").setLevel(logging.DEBUG if verbosity > 0 else logging.WARNING)
 
 
-def _print_upgrade(result: api.UpgradeResult) -> None:
-    if result.skipped:
-        print("Z4J_AUTO_MIGRATE=false: nothing done.")
-        return
-    for run in result.applied:
-        _say(f"applied {run.id} ({run.duration_ms:.0f} ms)")
-    if not result.applied:
-        _say("nothing to do: the database is up to date.")
-    if result.unknown:
-        print(
-            f"warning: the database has revisions this code does not know: {', '.join(result.unknown)}", file=sys.stderr
-        )
+def revision_id(settings: Settings, ref: str | None) -> str | None:
+    """The id of the revision `ref` names (its number with any zero padding, or its id), which is
+    what the library takes; `ref` unchanged for base, or when no revision in the directory has it
+    (the library then names the problem, or finds it among the applied ones)."""
+    if ref is None or ref.strip().lower() == "base":
+        return ref
+    from .revisions import discover
+
+    found = discover(settings.migrations_dir).find(ref)
+    return found.id if found is not None else ref
+
+
+# ------------------------------------------------------------------------------- the fast path
+
+
+def parse_upgrade(args: Sequence[str]) -> dict[str, Any] | None:
+    """The options of `[global options] [upgrade [upgrade options]]`, merged as click merges them;
+    None for anything else (another command, --help, --dry-run, a value click would refuse), which
+    click then parses, reporting errors and help as usual."""
+    levels: list[dict[str, Any]] = [{}, {}]  # before `upgrade`, after it
+    level, i = 0, 0
+    while i < len(args):
+        arg, i = args[i], i + 1
+        if level == 0 and arg == "upgrade":
+            level = 1
+            continue
+        found = _flag(arg) or _valued(arg, args[i] if i < len(args) else None, level)
+        if found is None:
+            return None
+        key, value, used = found
+        if key == "verbose":
+            value += levels[level].get("verbose", 0)
+        levels[level][key] = value
+        i += used
+    return {**levels[0], **levels[1], "verbose": levels[0].get("verbose", 0) + levels[1].get("verbose", 0)}
+
+
+def _flag(arg: str) -> tuple[str, Any, int] | None:
+    if arg in ("-q", "--quiet"):
+        return "quiet", True, 0
+    if arg == "--verbose" or (len(arg) > 1 and arg[0] == "-" and set(arg[1:]) == {"v"}):
+        return "verbose", 1 if arg == "--verbose" else len(arg) - 1, 0
+    return None
+
+
+def _valued(arg: str, following: str | None, level: int) -> tuple[str, Any, int] | None:
+    """`--option value` or `--option=value`: (key, value, arguments used beyond `arg`), or None."""
+    name, eq, value = arg.partition("=")
+    key = VALUE_OPTIONS.get(name) or ("target" if level == 1 and name == "--to" else None)
+    if key is None:
+        return None
+    used = 0
+    if not eq:
+        if following is None or following.startswith("-"):
+            return None  # click says what is missing (or treats a leading '-' its own way)
+        value, used = following, 1
+    if key in SECONDS:
+        try:
+            return key, float(value), used
+        except ValueError:
+            return None  # click's "is not a valid float"
+    if key == "migrations_dir" and os.path.exists(value) and not os.path.isdir(value):
+        return None  # click's "is a file"
+    return key, value, used
+
+
+def _upgrade(options: Mapping[str, Any]) -> int:
+    """`z4j-migrate [upgrade]`, parsed by parse_upgrade: click is never imported."""
+    run = Invocation()
+    settings = run.settings(options)
+    print_upgrade(api.upgrade(settings, to=revision_id(settings, options.get("target"))), run)
+    return 0
+
+
+# ------------------------------------------------------------------------------- entry point
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    ours = argv is None and os.path.basename(sys.argv[0]) in ("z4j-migrate", "__main__.py")  # the process is ours
+    options = parse_upgrade(args)
+    try:
+        with interrupt.signals():
+            code = _upgrade(options) if options is not None else _click(args)
+            sys.stdout.flush()
+    except BaseException as exc:  # the one error boundary
+        code = _fail(exc, verbose=_wants_tracebacks(args))
+    if ours and (options is not None or command_of(args) in _QUICK_EXIT):
+        _exit_now(code)
+    sys.exit(code)
+
+
+def _wants_tracebacks(args: Sequence[str]) -> bool:
+    """-v (-vv, --verbose) anywhere; read from the raw arguments, since the error may be that they do not parse."""
+    return any(found[0] == "verbose" for found in map(_flag, args) if found)
+
+
+def _click(args: list[str]) -> int:
+    """Any other invocation: click parses it and runs the command. Not through click's `main`, whose
+    handlers would turn a closed pipe into exit 1 and print errors their own way: every exception,
+    click's included (usage errors, ctx.exit), goes to main()'s boundary."""
+    from .commands import cli
+
+    with cli.make_context("z4j-migrate", args) as ctx:
+        code = cli.invoke(ctx)
+    return code if isinstance(code, int) else 0
+
+
+# Commands that hold no temporary files or threads at exit, so their process may skip teardown
+# (None: the group alone, which runs upgrade or status, or prints help or the version).
+_QUICK_EXIT = frozenset({"upgrade", "downgrade", "status", None})
+
+
+def command_of(args: Sequence[str]) -> str | None:
+    """The command name in `args`: the first argument that is neither an option nor its value."""
+    i = 0
+    while i < len(args):
+        if not args[i].startswith("-"):
+            return args[i]
+        i += 2 if args[i] in VALUE_OPTIONS else 1
+    return None
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process without the interpreter's teardown of every module, which costs about 20 ms
+    once psycopg is loaded: a fifth of the no-op deploy's time (docs/performance.md). The commands
+    that get here hold no temporary files, threads or open connections; output is flushed here."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def _fail(exc: BaseException, verbose: bool) -> int:
+    """The exit code for `exc`, after one paragraph on stderr (a traceback too with -v)."""
     if isinstance(exc, BrokenPipeError):
         return _pipe_closed()
     if isinstance(exc, SystemExit) and isinstance(exc.__context__, BrokenPipeError):
         return _pipe_closed()  # click's own handling of EPIPE ends in sys.exit(1)
     if isinstance(exc, SystemExit):
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    click = sys.modules.get("click")  # only loaded when a click command ran
+    if click is not None and isinstance(exc, (click.exceptions.Exit, click.Abort, click.ClickException)):
+        return _click_fail(exc, click)
     if verbose:
         print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
     if isinstance(exc, Interrupted):
@@ -79,6 +261,16 @@ def _fail(exc: BaseException, verbose: bool) -> int:
     return 1
 
 
+def _click_fail(exc: BaseException, click: Any) -> int:
+    if isinstance(exc, click.exceptions.Exit):
+        return exc.exit_code
+    if isinstance(exc, click.Abort):
+        print("aborted; nothing was changed.", file=sys.stderr)
+        return 4
+    print(f"error: {redact(exc.format_message())} (see z4j-migrate --help)", file=sys.stderr)
+    return 2
+
+
 PIPE_CLOSED = 141  # what a shell shows for a program killed by SIGPIPE
 
 
@@ -91,355 +283,21 @@ def _pipe_closed() -> int:
     return PIPE_CLOSED
 
 
-def _fast_path() -> int:
-    """`z4j-migrate [upgrade]` with settings from the environment: no click import."""
-    _setup_logging(0)
-    try:
-        with interrupt.signals():
-            _print_upgrade(api.upgrade())
-            sys.stdout.flush()
-        return 0
-    except BaseException as exc:  # the one error boundary
-        return _fail(exc, verbose=False)
+# ------------------------------------------------------------------------------- output
 
 
-# Commands that hold no temporary files or threads at exit, so their process may skip teardown.
-_QUICK_EXIT = frozenset({"upgrade", "downgrade", "status"})
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    args = list(sys.argv[1:] if argv is None else argv)
-    ours = argv is None and os.path.basename(sys.argv[0]) in ("z4j-migrate", "__main__.py")  # the process is ours
-    if args in ([], ["upgrade"]):
-        code = _fast_path()
-        if ours:
-            _exit_now(code)
-        sys.exit(code)
-    code = _click_main(args)
-    if ours and next((a for a in args if not a.startswith("-")), None) in _QUICK_EXIT:
-        _exit_now(code)
-    sys.exit(code)
-
-
-def _exit_now(code: int) -> NoReturn:
-    """End the process without the interpreter's teardown of every module, which costs about 20 ms
-    once psycopg is loaded: a fifth of the no-op deploy's time (docs/performance.md). The fast path
-    holds no temporary files, threads or open connections; output is flushed here."""
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
-
-
-def _click_main(args: list[str]) -> int:
-    import click
-
-    verbose = "-v" in args or "--verbose" in args
-    try:
-        # Without standalone mode click returns ctx.exit()'s code instead of raising it.
-        with interrupt.signals():
-            code = build_cli()(args=args, prog_name="z4j-migrate", standalone_mode=False)
-            sys.stdout.flush()
-        return code if isinstance(code, int) else 0
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.Abort:
-        print("aborted; nothing was changed.", file=sys.stderr)
-        return 4
-    except click.ClickException as exc:
-        print(f"error: {redact(exc.format_message())} (see z4j-migrate --help)", file=sys.stderr)
-        return 2
-    except BaseException as exc:
-        return _fail(exc, verbose)
-
-
-def build_cli() -> Any:
-    """Build the click group lazily so that the fast path never imports click."""
-    import click
-
-    from .config import settings_from_env
-
-    def common(f: Callable[..., Any]) -> Callable[..., Any]:
-        options = [
-            click.option("--database-url", help="Database URL or libpq string [env Z4J_DATABASE_URL]."),
-            click.option(
-                "--migrations-dir",
-                type=click.Path(file_okay=False),
-                help="Revision directory [env Z4J_MIGRATIONS_DIR; default: bundled sql/].",
-            ),
-            click.option("--schema", help="Schema of the bookkeeping tables [default: public]."),
-            click.option(
-                "--lock-timeout",
-                type=float,
-                help="Seconds to wait for the migration lock [env Z4J_LOCK_TIMEOUT; default 60].",
-            ),
-            click.option(
-                "--statement-lock-timeout",
-                type=float,
-                help="Seconds a statement may wait for a table lock before the revision is retried [default 5].",
-            ),
-            click.option(
-                "--statement-timeout",
-                type=float,
-                help="Seconds a migration statement may run [env Z4J_STATEMENT_TIMEOUT; default 0: no limit, "
-                "whatever the role sets].",
-            ),
-            click.option(
-                "--direct-url",
-                help="The server's own address, for non-transactional revisions when --database-url goes "
-                "through a transaction pooler [env Z4J_DIRECT_DATABASE_URL].",
-            ),
-            click.option(
-                "--wait",
-                "wait_",
-                type=float,
-                help="Retry connecting for up to this many seconds while the database starts.",
-            ),
-            click.option("-v", "--verbose", count=True, help="More output; tracebacks on errors."),
-            click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors."),
-        ]
-        for option in reversed(options):
-            f = option(f)
-        return f
-
-    def settings(ctx: click.Context, **kw: Any) -> Any:
-        merged = dict(ctx.obj or {})
-        merged.update({k: v for k, v in kw.items() if v is not None and v is not False})
-        _setup_logging(-1 if merged.get("quiet") else merged.get("verbose", 0))
-        for key, name in (
-            ("lock_timeout", "--lock-timeout"),
-            ("wait_", "--wait"),
-            ("statement_lock_timeout", "--statement-lock-timeout"),
-            ("statement_timeout", "--statement-timeout"),
-        ):
-            if merged.get(key) is not None and merged[key] < 0:
-                raise ConfigError(f"{name} {merged[key]:g}: must be 0 or more seconds.")
-        return settings_from_env(
-            merged.get("database_url"),
-            merged.get("migrations_dir"),
-            schema=merged.get("schema"),
-            lock_timeout_s=merged.get("lock_timeout"),
-            statement_lock_timeout_s=merged.get("statement_lock_timeout"),
-            statement_timeout_s=merged.get("statement_timeout"),
-            direct_url=merged.get("direct_url"),
-            connect_wait_s=merged.get("wait_"),
+def print_upgrade(result: api.UpgradeResult, run: Invocation) -> None:
+    if result.skipped:
+        print("Z4J_AUTO_MIGRATE=false: nothing done.")
+        return
+    for applied in result.applied:
+        run.say(f"applied {applied.id} ({applied.duration_ms:.0f} ms)")
+    if not result.applied:
+        run.say("nothing to do: the database is up to date.")
+    if result.unknown:
+        print(
+            f"warning: the database has revisions this code does not know: {', '.join(result.unknown)}", file=sys.stderr
         )
-
-    @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-    @common
-    @click.option("--status", "show_status", is_flag=True, help="Same as the status command.")
-    @click.version_option(package_name="z4j-migrate")
-    @click.pass_context
-    def cli(ctx: click.Context, show_status: bool, **kw: Any) -> None:
-        """Apply raw-SQL PostgreSQL revisions (NNNN_slug.up.sql / .down.sql) safely.
-
-        Without a command: upgrade to the newest revision.
-        """
-        ctx.obj = {k: v for k, v in kw.items() if v is not None and v is not False}
-        if ctx.invoked_subcommand is None:
-            if show_status:
-                ctx.invoke(status_cmd)
-            else:
-                ctx.invoke(upgrade_cmd)
-
-    @cli.command("upgrade")
-    @common
-    @click.option("--to", "target", help="Stop at this revision (number or id).")
-    @click.option("--dry-run", is_flag=True, help="Print the SQL that would run; change nothing.")
-    @click.pass_context
-    def upgrade_cmd(ctx: click.Context, target: str | None = None, dry_run: bool = False, **kw: Any) -> None:
-        """Apply pending revisions."""
-        s = settings(ctx, **kw)
-        result = api.upgrade(s, to=target, dry_run=dry_run)
-        if dry_run:
-            from .dryrun import render_upgrade
-
-            print(render_upgrade(s, result.planned), end="")
-            return
-        _print_upgrade(result)
-
-    @cli.command("downgrade")
-    @common
-    @click.option("--to", "to", help="Revision to go back to (it stays applied), or 'base'.")
-    @click.option("--steps", type=click.IntRange(min=1), help="Undo this many revisions.")
-    @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-    @click.option("--dry-run", is_flag=True, help="Print the SQL that would run; change nothing.")
-    @click.pass_context
-    def downgrade_cmd(
-        ctx: click.Context, to: str | None, steps: int | None, yes: bool, dry_run: bool, **kw: Any
-    ) -> None:
-        """Undo applied revisions (never drops extensions)."""
-        if (to is None) == (steps is None):
-            raise ConfigError("downgrade needs exactly one of --to REV|base or --steps N.")
-        s = settings(ctx, **kw)
-
-        def confirm(plan: list[Any]) -> bool:
-            if yes or not sys.stdin.isatty():
-                return True
-            print("This will undo, in order:")
-            for step in plan:
-                src = " (down SQL from the database)" if step.from_database else ""
-                print(f"  {step.revision.id}{src}")
-            return click.confirm("Proceed?", default=False)
-
-        result = api.downgrade(s, to=to, steps=steps, confirm=confirm, dry_run=dry_run)
-        if dry_run:
-            from .dryrun import render_downgrade
-
-            print(render_downgrade(s, list(result.planned)), end="")
-            return
-        for run in result.rolled_back:
-            _say(f"rolled back {run.id} ({run.duration_ms:.0f} ms)")
-        if not result.rolled_back:
-            _say("nothing to do.")
-
-    @cli.command("status")
-    @common
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-    @click.option("--exit-code", is_flag=True, help="Exit 10 when revisions are pending, 5 on drift.")
-    @click.pass_context
-    def status_cmd(ctx: click.Context, as_json: bool = False, exit_code: bool = False, **kw: Any) -> None:
-        """Applied, pending, edited and unknown revisions; the lock holder."""
-        report = api.status(settings(ctx, **kw))
-        print(render_status_json(report) if as_json else render_status(report))
-        if exit_code and not report.clean:
-            ctx.exit(5)
-        if exit_code and report.count("pending"):
-            ctx.exit(10)
-
-    @cli.command("new")
-    @click.argument("message")
-    @click.option("--migrations-dir", type=click.Path(file_okay=False), help="Where to create the pair.")
-    @click.option("--non-transactional", is_flag=True, help="Add '-- transactional: false'.")
-    def new_cmd(message: str, migrations_dir: str | None, non_transactional: bool) -> None:
-        """Scaffold the next NNNN_slug.up.sql / .down.sql pair."""
-        from .scaffold import new_revision
-
-        up, down = new_revision(migrations_dir, message, transactional=not non_transactional)
-        print(up)
-        print(down)
-        from . import manifest
-
-        if (up.parent / manifest.MANIFEST_FILE).exists():
-            manifest.write(up.parent, manifest.for_directory(up.parent))
-            print(f"updated {up.parent / manifest.MANIFEST_FILE}; run z4j-migrate hash again once the SQL is written")
-
-    @cli.command("hash")
-    @click.argument("directory", required=False, type=click.Path(file_okay=False))
-    def hash_cmd(directory: str | None) -> None:
-        """Write z4j-migrate.sum, the checksum manifest the start-up check reads (docs/revision-format.md)."""
-        import os
-
-        from . import manifest
-        from .config import BUNDLED_DIR, ENV_MIGRATIONS_DIR
-        from .revisions import discover
-
-        revset = discover(directory or os.environ.get(ENV_MIGRATIONS_DIR) or BUNDLED_DIR)
-        path = revset.directory / manifest.MANIFEST_FILE
-        changed = manifest.write(revset.directory, manifest.for_revisions(revset))
-        print(f"{'wrote' if changed else 'up to date:'} {path} ({len(revset.revisions)} revision(s))")
-
-    @cli.command("check")
-    @click.argument("directory", required=False, type=click.Path(file_okay=False))
-    @click.option("--no-lint", is_flag=True, help="Skip squawk (destructive statements are still checked).")
-    def check_cmd(directory: str | None, no_lint: bool = False) -> None:
-        """Validate a revision directory offline (no database), then lint it (docs/verify.md)."""
-        import os
-
-        from . import manifest
-        from .config import BUNDLED_DIR, ENV_MIGRATIONS_DIR
-        from .errors import RevisionFileError
-        from .lint import lint, render
-        from .revisions import discover
-        from .sqlcheck import check_revision
-
-        revset = discover(directory or os.environ.get(ENV_MIGRATIONS_DIR) or BUNDLED_DIR)
-        for revision in revset.revisions:
-            check_revision(revision)
-        stale = manifest.stale_files(revset, thorough=True)
-        if stale:
-            raise RevisionFileError(manifest.stale_message(revset.directory, stale))
-        print(f"ok: {len(revset.revisions)} revision(s) in {revset.directory}")
-        if stale is None:
-            print(
-                f"note: no {manifest.MANIFEST_FILE}: every start-up reads and hashes every revision file "
-                "(z4j-migrate hash writes it; docs/revision-format.md)"
-            )
-        report = lint(revset, squawk=not no_lint)
-        print(render(report), end="")
-        if report.errors:
-            first = report.errors[0]
-            raise RevisionFileError(
-                f"lint found {len(report.errors)} error(s), listed above; the first is {first.rule}.",
-                path=first.path,
-                line=first.line,
-            )
-
-    @cli.command("schema")
-    @common
-    @click.option("--json", "as_json", is_flag=True, help="JSON instead of Markdown.")
-    @click.pass_context
-    def schema_cmd(ctx: click.Context, as_json: bool = False, **kw: Any) -> None:
-        """Print the live schema (tables, constraints, indexes, enums, functions, triggers, partitions)."""
-        from .catalog import schema_reference
-        from .db import connect
-
-        with connect(settings(ctx, **kw)) as conn:
-            print(schema_reference(conn, as_json=as_json), end="")
-
-    @cli.command("accept")
-    @common
-    @click.argument("revision")
-    @click.pass_context
-    def accept_cmd(ctx: click.Context, revision: str, **kw: Any) -> None:
-        """Accept the edited files of an applied revision (records new checksums; audited)."""
-        from .repair import accept_edit
-
-        accept_edit(settings(ctx, **kw), revision)
-        _say(f"accepted the current files of {revision}")
-
-    @cli.command("resolve")
-    @common
-    @click.argument("revision")
-    @click.option("--applied", "outcome", flag_value="applied", help="You finished the remaining statements by hand.")
-    @click.option("--not-applied", "outcome", flag_value="not-applied", help="You undid the statements that ran.")
-    @click.pass_context
-    def resolve_cmd(ctx: click.Context, revision: str, outcome: str | None, **kw: Any) -> None:
-        """Close the journal of a non-transactional revision that stopped part-way."""
-        from .repair import resolve_partial
-
-        if outcome is None:
-            raise ConfigError("resolve needs --applied or --not-applied.")
-        resolve_partial(settings(ctx, **kw), revision, applied=outcome == "applied")
-        _say(f"resolved {revision} as {outcome}")
-
-    @cli.command("verify")
-    @common
-    @click.option("--seed", type=click.Path(dir_okay=False), help="SQL run at head before the round trip to base.")
-    @click.option("--smoke", type=click.Path(dir_okay=False), help="SQL run at head after the round trip.")
-    @click.option(
-        "--no-scratch", is_flag=True, help="Verify in the --database-url database itself (must be empty; left at head)."
-    )
-    @click.option("--keep", is_flag=True, help="Do not drop the scratch database (its URL is printed).")
-    @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-    @click.pass_context
-    def verify_cmd(
-        ctx: click.Context, seed: str | None, smoke: str | None, no_scratch: bool, keep: bool, as_json: bool, **kw: Any
-    ) -> None:
-        """Prove that every down undoes its up, on a scratch database (exit 9 if not; docs/verify.md)."""
-        from .verify import render_text, verify
-
-        s = settings(ctx, **kw)
-        if not (ctx.obj or {}).get("verbose") and not kw.get("verbose"):
-            log.setLevel(logging.WARNING)  # the engine's "applied ..." lines would drown the report
-        say = (lambda _text: None) if as_json else (lambda text: print(text, flush=True))
-        report = verify(s, seed=seed, smoke=smoke, scratch=not no_scratch, keep=keep, on_progress=say)
-        print(report.to_json() if as_json else render_text(report), end="\n" if as_json else "")
-        report.raise_for_problems()
-
-    # -- commands added by other modules go above this line --
-    return cli
 
 
 def render_status(report: api.StatusReport) -> str:
@@ -481,7 +339,7 @@ def render_status_json(report: api.StatusReport) -> str:
                     "state": r.state,
                     "message": r.message,
                     "applied_at": r.applied_at.isoformat() if r.applied_at else None,
-                    "duration_ms": r.duration_ms,
+                    "duration_ms": round(r.duration_ms, 3) if r.duration_ms is not None else None,
                     "detail": r.detail,
                 }
                 for r in report.revisions

@@ -73,6 +73,15 @@ class RevisionSet:
     def by_id(self) -> dict[str, Revision]:
         return {r.id: r for r in self.revisions}
 
+    def find(self, ref: str) -> Revision | None:
+        """The revision `ref` names: its number with any zero padding (`7`, `0007`, `000007`) or its
+        id (`0007_tasks_fingerprint`); None when no revision here has it."""
+        text = ref.strip()
+        if text.isascii() and text.isdigit():
+            version = int(text)
+            return next((r for r in self.revisions if r.version == version), None)
+        return next((r for r in self.revisions if r.id == text), None)
+
 
 def normalise(raw: bytes, path: str) -> str:
     """Decode strictly as UTF-8, drop a BOM, turn CRLF/CR into LF."""

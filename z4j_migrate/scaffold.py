@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from .config import BUNDLED_DIR, ENV_MIGRATIONS_DIR
+from .config import resolve_migrations_dir
 from .errors import ConfigError
 from .revisions import discover
 
@@ -22,7 +22,7 @@ def new_revision(
     """Create NNNN_slug.up.sql/.down.sql after the highest existing number; refuse to overwrite."""
     if not message.strip() or "\n" in message:
         raise ConfigError('new: give a one-line message, e.g. z4j-migrate new "add tasks.priority".')
-    folder = Path(directory or os.environ.get(ENV_MIGRATIONS_DIR) or BUNDLED_DIR)
+    folder = resolve_migrations_dir(directory)
     folder.mkdir(parents=True, exist_ok=True)
     revset = discover(folder)
     version = max((r.version for r in revset.revisions), default=0) + 1

@@ -1,0 +1,257 @@
+"""The click commands of `z4j-migrate`: each builds its Settings, calls one library function, prints.
+
+Imported by `z4j_migrate.cli.main` only when the arguments are not a plain upgrade (that one is
+parsed without click). Errors are not handled here: they all leave through `cli.main`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from . import api
+from .cli import Invocation, print_upgrade, render_status, render_status_json, revision_id
+from .errors import ConfigError
+from .logs import log
+
+_DIR = click.Path(file_okay=False)
+_COMMON = [
+    click.option("--database-url", help="Database URL or libpq string [env Z4J_DATABASE_URL]."),
+    click.option(
+        "--migrations-dir", type=_DIR, help="Revision directory [env Z4J_MIGRATIONS_DIR; default: bundled sql/]."
+    ),
+    click.option("--schema", help="Schema of the bookkeeping tables [default: public]."),
+    click.option(
+        "--lock-timeout", type=float, help="Seconds to wait for the migration lock [env Z4J_LOCK_TIMEOUT; default 60]."
+    ),
+    click.option(
+        "--statement-lock-timeout",
+        type=float,
+        help="Seconds a statement may wait for a table lock before the revision is retried [default 5].",
+    ),
+    click.option(
+        "--statement-timeout",
+        type=float,
+        help="Seconds a migration statement may run [env Z4J_STATEMENT_TIMEOUT; default 0: no limit, "
+        "whatever the role sets].",
+    ),
+    click.option(
+        "--direct-url",
+        help="The server's own address, for non-transactional revisions when --database-url goes "
+        "through a transaction pooler [env Z4J_DIRECT_DATABASE_URL].",
+    ),
+    click.option(
+        "--wait", "wait_", type=float, help="Retry connecting for up to this many seconds while the database starts."
+    ),
+    click.option("-v", "--verbose", count=True, help="More output; tracebacks on errors."),
+    click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors."),
+]
+
+
+def common(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The database options (cli.VALUE_OPTIONS), -v and -q: on the group and on each command."""
+    for option in reversed(_COMMON):
+        f = option(f)
+    return f
+
+
+_DRY_RUN = click.option("--dry-run", is_flag=True, help="Print the SQL that would run; change nothing.")
+_JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@common
+@click.option("--status", "show_status", is_flag=True, help="Same as the status command.")
+@click.version_option(package_name="z4j-migrate")
+@click.pass_context
+def cli(ctx: click.Context, show_status: bool, **options: Any) -> None:
+    """Apply raw-SQL PostgreSQL revisions (NNNN_slug.up.sql / .down.sql) safely.
+
+    Without a command: upgrade to the newest revision.
+    """
+    ctx.obj = Invocation(options)
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(status_cmd if show_status else upgrade_cmd)
+
+
+@cli.command("upgrade")
+@common
+@click.option("--to", "target", help="Stop at this revision (number or id).")
+@_DRY_RUN
+@click.pass_obj
+def upgrade_cmd(run: Invocation, target: str | None = None, dry_run: bool = False, **options: Any) -> None:
+    """Apply pending revisions."""
+    settings = run.settings(options)
+    result = api.upgrade(settings, to=revision_id(settings, target), dry_run=dry_run)
+    if dry_run:
+        from .dryrun import render_upgrade
+
+        print(render_upgrade(settings, result.planned), end="")
+    else:
+        print_upgrade(result, run)
+
+
+@cli.command("downgrade")
+@common
+@click.option("--to", "to", help="Revision to go back to (it stays applied; number or id), or 'base'.")
+@click.option("--steps", type=click.IntRange(min=1), help="Undo this many revisions.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@_DRY_RUN
+@click.pass_obj
+def downgrade_cmd(run: Invocation, to: str | None, steps: int | None, yes: bool, dry_run: bool, **options: Any) -> None:
+    """Undo applied revisions (never drops extensions)."""
+    if (to is None) == (steps is None):
+        raise ConfigError("downgrade needs exactly one of --to REV|base or --steps N.")
+    settings = run.settings(options)
+    confirm = None if yes or not sys.stdin.isatty() else _confirm
+    result = api.downgrade(settings, to=revision_id(settings, to), steps=steps, confirm=confirm, dry_run=dry_run)
+    if dry_run:
+        from .dryrun import render_downgrade
+
+        print(render_downgrade(settings, list(result.planned)), end="")
+        return
+    for undone in result.rolled_back:
+        run.say(f"rolled back {undone.id} ({undone.duration_ms:.0f} ms)")
+    if not result.rolled_back:
+        run.say("nothing to do.")
+
+
+def _confirm(plan: list[Any]) -> bool:
+    print("This will undo, in order:")
+    for step in plan:
+        print(f"  {step.revision.id}{' (down SQL from the database)' if step.from_database else ''}")
+    return click.confirm("Proceed?", default=False)
+
+
+@cli.command("status")
+@common
+@_JSON
+@click.option("--exit-code", is_flag=True, help="Exit 10 when revisions are pending, 5 on drift.")
+@click.pass_context
+def status_cmd(ctx: click.Context, as_json: bool = False, exit_code: bool = False, **options: Any) -> None:
+    """Applied, pending, edited and unknown revisions; the lock holder."""
+    report = api.status(ctx.obj.settings(options))
+    print(render_status_json(report) if as_json else render_status(report))
+    if exit_code and not report.clean:
+        ctx.exit(5)
+    if exit_code and report.count("pending"):
+        ctx.exit(10)
+
+
+@cli.command("new")
+@click.argument("message")
+@click.option("--migrations-dir", type=_DIR, help="Where to create the pair.")
+@click.option("--non-transactional", is_flag=True, help="Add '-- transactional: false'.")
+def new_cmd(message: str, migrations_dir: str | None, non_transactional: bool) -> None:
+    """Scaffold the next NNNN_slug.up.sql / .down.sql pair."""
+    from .directory import new_revision
+
+    created = new_revision(message, directory=migrations_dir, transactional=not non_transactional)
+    print(created.up)
+    print(created.down)
+    if created.manifest is not None:
+        print(f"updated {created.manifest}; run z4j-migrate hash again once the SQL is written")
+
+
+@cli.command("hash")
+@click.argument("directory", required=False, type=_DIR)
+def hash_cmd(directory: str | None) -> None:
+    """Write z4j-migrate.sum, the checksum manifest the start-up check reads (docs/revision-format.md)."""
+    from .directory import write_manifest
+
+    path, changed, count = write_manifest(directory)
+    print(f"{'wrote' if changed else 'up to date:'} {path} ({count} revision(s))")
+
+
+@cli.command("check")
+@click.argument("directory", required=False, type=_DIR)
+@click.option("--no-lint", is_flag=True, help="Skip squawk (destructive statements are still checked).")
+def check_cmd(directory: str | None, no_lint: bool = False) -> None:
+    """Validate a revision directory offline (no database), then lint it (docs/verify.md)."""
+    from .directory import check_directory
+    from .lint import render
+    from .manifest import MANIFEST_FILE
+
+    report = check_directory(directory, lint=not no_lint)
+    print(f"ok: {report.revisions} revision(s) in {report.directory}")
+    if not report.has_manifest:
+        print(
+            f"note: no {MANIFEST_FILE}: every start-up reads and hashes every revision file "
+            "(z4j-migrate hash writes it; docs/revision-format.md)"
+        )
+    print(render(report.lint), end="")
+    report.raise_for_problems()
+
+
+@cli.command("schema")
+@common
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of Markdown.")
+@click.pass_obj
+def schema_cmd(run: Invocation, as_json: bool = False, **options: Any) -> None:
+    """Print the live schema (tables, constraints, indexes, enums, functions, triggers, partitions)."""
+    from .catalog import schema_reference
+    from .db import connect
+
+    with connect(run.settings(options)) as conn:
+        print(schema_reference(conn, as_json=as_json), end="")
+
+
+@cli.command("accept")
+@common
+@click.argument("revision")
+@click.pass_obj
+def accept_cmd(run: Invocation, revision: str, **options: Any) -> None:
+    """Accept the edited files of an applied revision (records new checksums; audited)."""
+    from .repair import accept_edit
+
+    settings = run.settings(options)
+    rev_id = revision_id(settings, revision)
+    accept_edit(settings, rev_id)
+    run.say(f"accepted the current files of {rev_id}")
+
+
+@cli.command("resolve")
+@common
+@click.argument("revision")
+@click.option("--applied", "outcome", flag_value="applied", help="You finished the remaining statements by hand.")
+@click.option("--not-applied", "outcome", flag_value="not-applied", help="You undid the statements that ran.")
+@click.pass_obj
+def resolve_cmd(run: Invocation, revision: str, outcome: str | None, **options: Any) -> None:
+    """Close the journal of a non-transactional revision that stopped part-way."""
+    from .repair import resolve_partial
+
+    if outcome is None:
+        raise ConfigError("resolve needs --applied or --not-applied.")
+    settings = run.settings(options)
+    rev_id = revision_id(settings, revision)
+    resolve_partial(settings, rev_id, applied=outcome == "applied")
+    run.say(f"resolved {rev_id} as {outcome}")
+
+
+@cli.command("verify")
+@common
+@click.option("--seed", type=click.Path(dir_okay=False), help="SQL run at head before the round trip to base.")
+@click.option("--smoke", type=click.Path(dir_okay=False), help="SQL run at head after the round trip.")
+@click.option(
+    "--no-scratch", is_flag=True, help="Verify in the --database-url database itself (must be empty; left at head)."
+)
+@click.option("--keep", is_flag=True, help="Do not drop the scratch database (its URL is printed).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def verify_cmd(
+    run: Invocation, seed: str | None, smoke: str | None, no_scratch: bool, keep: bool, as_json: bool, **options: Any
+) -> None:
+    """Prove that every down undoes its up, on a scratch database (exit 9 if not; docs/verify.md)."""
+    from .verify import render_text, verify
+
+    settings = run.settings(options)
+    if run.verbosity <= 0:
+        log.setLevel(logging.WARNING)  # the engine's progress lines would drown the report
+    say = (lambda _text: None) if as_json else (lambda text: print(text, flush=True))
+    report = verify(settings, seed=seed, smoke=smoke, scratch=not no_scratch, keep=keep, on_progress=say)
+    print(report.to_json() if as_json else render_text(report), end="\n" if as_json else "")
+    report.raise_for_problems()
