@@ -225,8 +225,8 @@ def command_of(args: Sequence[str]) -> str | None:
 
 
 def _exit_now(code: int) -> NoReturn:
-    """End the process without the interpreter's teardown of every module, which costs about 20 ms
-    once psycopg is loaded: a fifth of the no-op deploy's time (docs/performance.md). The commands
+    """End the process without the interpreter's teardown of every module, a large share of the
+    no-op deploy's time once psycopg is loaded (docs/performance.md). The commands
     that get here hold no temporary files, threads or open connections; output is flushed here."""
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

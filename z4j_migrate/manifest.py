@@ -1,8 +1,8 @@
 """`z4j-migrate.sum`: the checksum manifest of a revision directory.
 
 Why it exists: the start-up check must know the checksum of every revision to
-compare it with the database, and reading and hashing every file costs about
-9 microseconds a file (18 ms for 1000 revisions) on every boot of every replica.
+compare it with the database, and reading and hashing every file costs time in
+proportion to their number (docs/performance.md) on every boot of every replica.
 The manifest holds those checksums, written once by `z4j-migrate hash`, so the
 no-op start-up reads one small file and the directory listing instead.
 
@@ -197,7 +197,7 @@ def _header(body: bytes) -> tuple[int, tuple[str, ...], bytes, bytes] | None:
 def stale_files(revset: RevisionSet, *, thorough: bool = False) -> list[str] | None:
     """Files whose manifest entry is wrong or missing (or listed and gone); None without a manifest.
 
-    Compares checksums entry by entry (about 1 ms for 1000 revisions: status and every run that
+    Compares checksums entry by entry, without re-rendering the file (status and every run that
     executes revisions call it). `thorough` (check) also requires the file to be byte for byte
     what `hash` would write now, which catches a hand-made head or files line too.
     """

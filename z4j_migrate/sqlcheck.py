@@ -83,8 +83,8 @@ def _keyword(text: str, raw: ast.RawStmt) -> str:
 def check_file_fast(sql_file: SqlFile, *, is_down: bool) -> bool:
     """check_file's verdict at about a tenth of its cost; returns whether the file has statements.
 
-    pglast's Python syntax tree costs about 0.2 ms per file (most of the client time of a large
-    upgrade); the same C parser's JSON text is enough to see that nothing is refused. When the
+    Building pglast's Python syntax tree is most of the client time of a large upgrade
+    (docs/performance.md); the same C parser's JSON text is enough to see that nothing is refused. When the
     text might hold a refused statement, or does not parse, check_file decides and names the line.
     """
     try:
