@@ -12,8 +12,8 @@ Design notes:
   and compared later.
 * Objects owned by extensions (``pg_depend.deptype = 'e'``) are not ours and are left
   out, as are the migration tool's bookkeeping tables and everything hanging off them.
-* One catalog query per kind, never one per object, so a schema of a few hundred
-  objects snapshots in well under a second.
+* One catalog query per kind, never one per object, so the number of round trips
+  does not grow with the schema.
 * Every catalog relation and function is qualified with ``pg_catalog`` so objects in
   the user's schemas cannot shadow them.  No GUCs are set: ``format_type``,
   ``pg_get_expr`` and friends print names of objects visible on the session's
@@ -28,7 +28,7 @@ import json
 import re
 import textwrap
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -360,6 +360,23 @@ def _qual_dotted(dotted: str) -> str:
     return _qual(nspname, name)
 
 
+_Row = dict[str, Any]  # one catalog row, by column name
+_Describe = Callable[[_Row], dict[str, Any]]
+
+
+# The catalog queries that run after _RELATIONS_SQL, in this order, keyed by the kind of
+# their rows; _GRANTS_SQL runs last, as it needs the types and functions these find.
+_OBJECT_QUERIES: dict[str, str] = {
+    "column": _COLUMNS_SQL,
+    "constraint": _CONSTRAINTS_SQL,
+    "index": _INDEXES_SQL,
+    "trigger": _TRIGGERS_SQL,
+    "policy": _POLICIES_SQL,
+    "type": _TYPES_SQL,
+    "function": _FUNCTIONS_SQL,
+}
+
+
 def snapshot(
     conn: psycopg.Connection[Any],
     *,
@@ -373,245 +390,295 @@ def snapshot(
     left out too.  Runs inside ``conn.transaction()`` so an autocommit connection gets
     one consistent read and no transaction is left open either way.
     """
-    excluded = set(exclude_tables)
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        rows = _read_catalog(cur, list(schemas), set(exclude_tables))
+    return _SnapshotBuilder(rows).build()
+
+
+def _read_catalog(cur: psycopg.Cursor[_Row], schemas: list[str], excluded: set[str]) -> dict[str, list[_Row]]:
+    """The rows of every catalog query, by kind ("relation", "column", ... "grant")."""
 
     def is_excluded(nspname: str | None, relname: str | None) -> bool:
         return relname is not None and (relname in excluded or f"{nspname}.{relname}" in excluded)
 
-    snap: Snapshot = {kind: {} for kind in KINDS}
-    params: dict[str, Any] = {"schemas": list(schemas)}
-    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(_RELATIONS_SQL, params)
-        relations = [
-            row
-            for row in cur.fetchall()
-            if not is_excluded(row["nspname"], row["relname"])
-            and not is_excluded(row["own_nspname"], row["own_relname"])
-        ]
-        rel_key = {row["oid"]: _qual(row["nspname"], row["relname"]) for row in relations}
-        rel_kind = {row["oid"]: row["relkind"] for row in relations}
-        params["rels"] = list(rel_key)
-        params["colrels"] = [oid for oid, kind in rel_kind.items() if kind != "S"]
-        queries = {
-            name: sql
-            for name, sql in (
-                ("columns", _COLUMNS_SQL),
-                ("constraints", _CONSTRAINTS_SQL),
-                ("indexes", _INDEXES_SQL),
-                ("triggers", _TRIGGERS_SQL),
-                ("policies", _POLICIES_SQL),
-                ("types", _TYPES_SQL),
-                ("functions", _FUNCTIONS_SQL),
-            )
-        }
-        rows: dict[str, list[dict[str, Any]]] = {}
-        for name, sql in queries.items():
-            cur.execute(sql, params)
-            rows[name] = cur.fetchall()
-        rows["functions"] = [r for r in rows["functions"] if r["proname"] not in BOOKKEEPING_FUNCTIONS]
-        params["types"] = [row["oid"] for row in rows["types"]]
-        params["funcs"] = [row["oid"] for row in rows["functions"]]
-        cur.execute(_GRANTS_SQL, params)
-        grants = cur.fetchall()
+    params: dict[str, Any] = {"schemas": schemas}
+    cur.execute(_RELATIONS_SQL, params)
+    relations = [
+        row
+        for row in cur.fetchall()
+        if not is_excluded(row["nspname"], row["relname"]) and not is_excluded(row["own_nspname"], row["own_relname"])
+    ]
+    params["rels"] = [row["oid"] for row in relations]
+    params["colrels"] = [row["oid"] for row in relations if row["relkind"] != "S"]
+    rows: dict[str, list[_Row]] = {"relation": relations}
+    for kind, query in _OBJECT_QUERIES.items():
+        cur.execute(query, params)
+        rows[kind] = cur.fetchall()
+    rows["function"] = [r for r in rows["function"] if r["proname"] not in BOOKKEEPING_FUNCTIONS]
+    params["types"] = [row["oid"] for row in rows["type"]]
+    params["funcs"] = [row["oid"] for row in rows["function"]]
+    cur.execute(_GRANTS_SQL, params)
+    rows["grant"] = cur.fetchall()
+    return rows
 
-    def rel_ref(oid: int) -> str:
-        return f"{_RELKINDS[rel_kind[oid]]} {rel_key[oid]}"
 
-    def add_comment(ref: str, text: str | None, table: str | None = None) -> None:
+# ------------------------------------------------------- catalog rows -> descriptions
+
+
+def _options(row: _Row) -> list[str]:
+    return sorted(row["reloptions"]) if row["reloptions"] else []
+
+
+def _table(row: _Row) -> dict[str, Any]:
+    return {
+        "kind": _TABLE_KINDS[row["relkind"]],
+        "partition key": row["partkey"],
+        "unlogged": row["relpersistence"] == "u",
+        "row security": row["relrowsecurity"],
+        "force row security": row["relforcerowsecurity"],
+        "replica identity": _REPLIDENT.get(row["relreplident"], row["relreplident"]),
+        "options": _options(row),
+        "tablespace": row["tablespace"],
+        "inherits": ([] if row["relispartition"] else [_qual_dotted(p) for p in row["parents"]]),
+    }
+
+
+def _view(row: _Row) -> dict[str, Any]:
+    return {"definition": row["viewdef"], "options": _options(row)}
+
+
+def _materialized_view(row: _Row) -> dict[str, Any]:
+    return {
+        "definition": row["viewdef"],
+        "options": _options(row),
+        "populated": row["relispopulated"],
+        "tablespace": row["tablespace"],
+    }
+
+
+def _sequence(row: _Row) -> dict[str, Any]:
+    owned_by = None
+    if row["own_relname"] is not None:
+        owned_by = f"{_qual(row['own_nspname'], row['own_relname'])}.{row['own_attname']}"
+    return {
+        "type": row["seqtype"],
+        "start": row["seqstart"],
+        "increment": row["seqincrement"],
+        "min": row["seqmin"],
+        "max": row["seqmax"],
+        "cache": row["seqcache"],
+        "cycle": row["seqcycle"],
+        "owned by": owned_by,
+        "identity": row["own_deptype"] == "i",
+    }
+
+
+_RELATIONS: dict[str, _Describe] = {
+    "r": _table,
+    "p": _table,
+    "f": _table,
+    "v": _view,
+    "m": _materialized_view,
+    "S": _sequence,
+}
+
+
+def _column(row: _Row) -> dict[str, Any]:
+    generated = _GENERATED.get(row["attgenerated"]) if row["attgenerated"] else None
+    return {
+        "type": row["type"],
+        "nullable": not row["attnotnull"],
+        "default": None if generated else row["expr"],
+        "generated": f"{row['expr']} {generated}" if generated else None,
+        "identity": _IDENTITY.get(row["attidentity"]) if row["attidentity"] else None,
+        "collation": row["collation"],
+    }
+
+
+def _constraint(row: _Row) -> dict[str, Any]:
+    return {
+        "type": _CONTYPES.get(row["contype"], row["contype"]),
+        "definition": row["definition"],
+        "inherited": row["inherited"],
+    }
+
+
+def _index(row: _Row) -> dict[str, Any]:
+    return {
+        "definition": row["definition"],
+        "valid": row["indisvalid"],
+        "constraint": row["conname"],
+        "inherited": row["relispartition"],
+    }
+
+
+def _trigger(row: _Row) -> dict[str, Any]:
+    return {
+        "definition": row["definition"],
+        "state": _TRIGGER_STATES.get(row["tgenabled"], row["tgenabled"]),
+        "inherited": row["inherited"],
+    }
+
+
+def _policy(row: _Row) -> dict[str, Any]:
+    return {
+        "command": _POLCMDS.get(row["polcmd"], row["polcmd"]),
+        "permissive": row["polpermissive"],
+        "roles": list(row["roles"]),
+        "using": row["using_expr"],
+        "with check": row["check_expr"],
+    }
+
+
+# Objects that hang off a table, keyed "name on table":
+# kind -> (the row's column with the table's oid, the one with the object's name, description).
+_ON_TABLE: dict[str, tuple[str, str, _Describe]] = {
+    "constraint": ("conrelid", "conname", _constraint),
+    "index": ("indrelid", "relname", _index),
+    "trigger": ("tgrelid", "tgname", _trigger),
+    "policy": ("polrelid", "polname", _policy),
+}
+
+
+def _type(row: _Row) -> dict[str, Any]:
+    typtype = row["typtype"]
+    desc: dict[str, Any] = {"type": _TYPTYPES.get(typtype, typtype)}
+    if typtype == "e":
+        desc["labels"] = list(row["labels"])
+    elif typtype == "d":
+        desc.update(
+            base=row["base"],
+            nullable=not row["typnotnull"],
+            default=row["typdefault"],
+            constraints=list(row["constraints"]),
+            collation=row["collation"],
+        )
+    elif typtype == "c":
+        desc["attributes"] = list(row["attributes"])
+    elif typtype == "r":
+        desc["subtype"] = row["subtype"]
+    return desc
+
+
+def _function(row: _Row) -> dict[str, Any]:
+    return {
+        "kind": _PROKINDS.get(row["prokind"], row["prokind"]),
+        "arguments": row["arguments"],
+        "returns": row["result"],
+        "language": row["lanname"],
+        "volatility": _VOLATILITY.get(row["provolatile"], row["provolatile"]),
+        "strict": row["proisstrict"],
+        "security definer": row["prosecdef"],
+        "leakproof": row["proleakproof"],
+        "parallel": _PARALLEL.get(row["proparallel"], row["proparallel"]),
+        "config": sorted(row["proconfig"]) if row["proconfig"] else [],
+        "body": row["body"],
+    }
+
+
+class _SnapshotBuilder:
+    """Catalog rows to a snapshot.
+
+    Grant rows point at their object by oid; ``refs`` remembers what each object is
+    called ("table tasks", "column tasks.state") so a grant can name it.
+    """
+
+    def __init__(self, rows: dict[str, list[_Row]]) -> None:
+        self.rows = rows
+        self.snap: Snapshot = {kind: {} for kind in KINDS}
+        relations = rows["relation"]
+        self.rel_key = {row["oid"]: _qual(row["nspname"], row["relname"]) for row in relations}
+        self.rel_kind = {row["oid"]: row["relkind"] for row in relations}
+        # (objclass of _GRANTS_SQL, oid, column number or 0) -> "kind name"
+        self.refs: dict[tuple[str, int, int], str] = {}
+
+    def build(self) -> Snapshot:
+        for row in self.rows["relation"]:
+            self.relation(row)
+        self.columns(self.rows["column"])
+        for kind, (relcol, namecol, describe) in _ON_TABLE.items():
+            self.on_table(kind, self.rows[kind], relcol, namecol, describe)
+        for row in self.rows["type"]:
+            self.schema_object("type", "type", row, _qual(row["nspname"], row["typname"]), _type)
+        for row in self.rows["function"]:
+            key = f"{_qual(row['nspname'], row['proname'])}({row['identity']})"
+            self.schema_object("function", "func", row, key, _function)
+        for row in self.rows["grant"]:
+            self.grant(row)
+        return {kind: dict(sorted(objs.items())) for kind, objs in self.snap.items()}
+
+    def comment(self, ref: str, text: str | None, table: str | None = None) -> None:
         if text is None:
             return
         desc: dict[str, Any] = {"object": ref, "text": text}
         if table is not None:
             desc["table"] = table
-        snap["comment"][f"on {ref}"] = desc
+        self.snap["comment"][f"on {ref}"] = desc
 
-    for row in relations:
-        key = rel_key[row["oid"]]
-        relkind = row["relkind"]
-        add_comment(rel_ref(row["oid"]), row["comment"])
-        options = sorted(row["reloptions"]) if row["reloptions"] else []
-        if relkind in _TABLE_KINDS:
-            snap["table"][key] = {
-                "kind": _TABLE_KINDS[relkind],
-                "partition key": row["partkey"],
-                "unlogged": row["relpersistence"] == "u",
-                "row security": row["relrowsecurity"],
-                "force row security": row["relforcerowsecurity"],
-                "replica identity": _REPLIDENT.get(row["relreplident"], row["relreplident"]),
-                "options": options,
-                "tablespace": row["tablespace"],
-                "inherits": ([] if row["relispartition"] else [_qual_dotted(p) for p in row["parents"]]),
-            }
-            if row["relispartition"] and row["parents"]:
-                parent = _qual_dotted(row["parents"][0])
-                snap["partition"][f"{key} of {parent}"] = {
-                    "child": key,
-                    "parent": parent,
-                    "bound": row["bound"],
-                }
-        elif relkind == "v":
-            snap["view"][key] = {"definition": row["viewdef"], "options": options}
-        elif relkind == "m":
-            snap["materialized view"][key] = {
-                "definition": row["viewdef"],
-                "options": options,
-                "populated": row["relispopulated"],
-                "tablespace": row["tablespace"],
-            }
-        elif relkind == "S":
-            owned_by = None
-            if row["own_relname"] is not None:
-                owned_by = f"{_qual(row['own_nspname'], row['own_relname'])}.{row['own_attname']}"
-            snap["sequence"][key] = {
-                "type": row["seqtype"],
-                "start": row["seqstart"],
-                "increment": row["seqincrement"],
-                "min": row["seqmin"],
-                "max": row["seqmax"],
-                "cache": row["seqcache"],
-                "cycle": row["seqcycle"],
-                "owned by": owned_by,
-                "identity": row["own_deptype"] == "i",
-            }
+    def relation(self, row: _Row) -> None:
+        oid, relkind = row["oid"], row["relkind"]
+        key = self.rel_key[oid]
+        ref = self.refs[("rel", oid, 0)] = f"{_RELKINDS[relkind]} {key}"
+        self.comment(ref, row["comment"])
+        self.snap[_RELKINDS[relkind]][key] = _RELATIONS[relkind](row)
+        if relkind in _TABLE_KINDS and row["relispartition"] and row["parents"]:
+            parent = _qual_dotted(row["parents"][0])
+            self.snap["partition"][f"{key} of {parent}"] = {"child": key, "parent": parent, "bound": row["bound"]}
 
-    column_ref: dict[tuple[int, int], str] = {}
-    position: dict[int, int] = defaultdict(int)
-    for row in rows["columns"]:
-        oid = row["attrelid"]
-        table = rel_key[oid]
-        ref = f"column {table}.{row['attname']}"
-        column_ref[(oid, row["attnum"])] = ref
-        add_comment(ref, row["comment"], table)
-        if rel_kind[oid] not in _TABLE_KINDS:
-            continue
-        position[oid] += 1
-        generated = _GENERATED.get(row["attgenerated"]) if row["attgenerated"] else None
-        snap["column"][f"{table}.{row['attname']}"] = {
-            "table": table,
-            "position": position[oid],
-            "type": row["type"],
-            "nullable": not row["attnotnull"],
-            "default": None if generated else row["expr"],
-            "generated": f"{row['expr']} {generated}" if generated else None,
-            "identity": _IDENTITY.get(row["attidentity"]) if row["attidentity"] else None,
-            "collation": row["collation"],
-        }
+    def columns(self, rows: list[_Row]) -> None:
+        """Table columns, numbered 1, 2, ... skipping dropped ones, so a rebuilt table compares equal.
 
-    for row in rows["constraints"]:
-        table = rel_key[row["conrelid"]]
-        key = f"{row['conname']} on {table}"
-        snap["constraint"][key] = {
-            "table": table,
-            "type": _CONTYPES.get(row["contype"], row["contype"]),
-            "definition": row["definition"],
-            "inherited": row["inherited"],
-        }
-        add_comment(f"constraint {key}", row["comment"], table)
+        Columns of (materialized) views count only for their comments and grants.
+        """
+        position: dict[int, int] = defaultdict(int)
+        for row in rows:
+            oid = row["attrelid"]
+            table = self.rel_key[oid]
+            ref = self.refs[("col", oid, row["attnum"])] = f"column {table}.{row['attname']}"
+            self.comment(ref, row["comment"], table)
+            if self.rel_kind[oid] not in _TABLE_KINDS:
+                continue
+            position[oid] += 1
+            desc = {"table": table, "position": position[oid], **_column(row)}
+            self.snap["column"][f"{table}.{row['attname']}"] = desc
 
-    for row in rows["indexes"]:
-        table = rel_key[row["indrelid"]]
-        key = f"{row['relname']} on {table}"
-        snap["index"][key] = {
-            "table": table,
-            "definition": row["definition"],
-            "valid": row["indisvalid"],
-            "constraint": row["conname"],
-            "inherited": row["relispartition"],
-        }
-        add_comment(f"index {key}", row["comment"], table)
+    def on_table(self, kind: str, rows: list[_Row], relcol: str, namecol: str, describe: _Describe) -> None:
+        for row in rows:
+            table = self.rel_key[row[relcol]]
+            key = f"{row[namecol]} on {table}"
+            self.snap[kind][key] = {"table": table, **describe(row)}
+            self.comment(f"{kind} {key}", row["comment"], table)
 
-    for row in rows["triggers"]:
-        table = rel_key[row["tgrelid"]]
-        key = f"{row['tgname']} on {table}"
-        snap["trigger"][key] = {
-            "table": table,
-            "definition": row["definition"],
-            "state": _TRIGGER_STATES.get(row["tgenabled"], row["tgenabled"]),
-            "inherited": row["inherited"],
-        }
-        add_comment(f"trigger {key}", row["comment"], table)
+    def schema_object(self, kind: str, objclass: str, row: _Row, key: str, describe: _Describe) -> None:
+        ref = self.refs[(objclass, row["oid"], 0)] = f"{kind} {key}"
+        self.snap[kind][key] = describe(row)
+        self.comment(ref, row["comment"])
 
-    for row in rows["policies"]:
-        table = rel_key[row["polrelid"]]
-        key = f"{row['polname']} on {table}"
-        snap["policy"][key] = {
-            "table": table,
-            "command": _POLCMDS.get(row["polcmd"], row["polcmd"]),
-            "permissive": row["polpermissive"],
-            "roles": list(row["roles"]),
-            "using": row["using_expr"],
-            "with check": row["check_expr"],
-        }
-        add_comment(f"policy {key}", row["comment"], table)
-
-    type_ref: dict[int, str] = {}
-    for row in rows["types"]:
-        key = _qual(row["nspname"], row["typname"])
-        type_ref[row["oid"]] = f"type {key}"
-        typtype = row["typtype"]
-        desc: dict[str, Any] = {"type": _TYPTYPES.get(typtype, typtype)}
-        if typtype == "e":
-            desc["labels"] = list(row["labels"])
-        elif typtype == "d":
-            desc.update(
-                base=row["base"],
-                nullable=not row["typnotnull"],
-                default=row["typdefault"],
-                constraints=list(row["constraints"]),
-                collation=row["collation"],
-            )
-        elif typtype == "c":
-            desc["attributes"] = list(row["attributes"])
-        elif typtype == "r":
-            desc["subtype"] = row["subtype"]
-        snap["type"][key] = desc
-        add_comment(f"type {key}", row["comment"])
-
-    func_ref: dict[int, str] = {}
-    for row in rows["functions"]:
-        key = f"{_qual(row['nspname'], row['proname'])}({row['identity']})"
-        func_ref[row["oid"]] = f"function {key}"
-        snap["function"][key] = {
-            "kind": _PROKINDS.get(row["prokind"], row["prokind"]),
-            "arguments": row["arguments"],
-            "returns": row["result"],
-            "language": row["lanname"],
-            "volatility": _VOLATILITY.get(row["provolatile"], row["provolatile"]),
-            "strict": row["proisstrict"],
-            "security definer": row["prosecdef"],
-            "leakproof": row["proleakproof"],
-            "parallel": _PARALLEL.get(row["proparallel"], row["proparallel"]),
-            "config": sorted(row["proconfig"]) if row["proconfig"] else [],
-            "body": row["body"],
-        }
-        add_comment(f"function {key}", row["comment"])
-
-    for row in grants:
-        table = None
-        if row["objclass"] == "rel":
-            ref = rel_ref(row["oid"])
-        elif row["objclass"] == "col":
-            ref = column_ref[(row["oid"], row["subid"])]
-            table = rel_key[row["oid"]]
-        elif row["objclass"] == "func":
-            ref = func_ref[row["oid"]]
-        else:
-            ref = type_ref[row["oid"]]
+    def grant(self, row: _Row) -> None:
+        ref = self.refs[(row["objclass"], row["oid"], row["subid"])]
         privilege, grantee = row["privilege_type"], row["grantee"]
-        desc = {"object": ref, "privilege": privilege, "grantee": grantee}
-        if table is not None:
-            desc["table"] = table
+        desc: dict[str, Any] = {"object": ref, "privilege": privilege, "grantee": grantee}
+        if row["objclass"] == "col":
+            desc["table"] = self.rel_key[row["oid"]]
         if row["revoked"]:
             desc["revoked"] = True
-            snap["grant"][f"{privilege} on {ref} revoked from {grantee}"] = desc
+            self.snap["grant"][f"{privilege} on {ref} revoked from {grantee}"] = desc
         else:
             desc["grantable"] = row["is_grantable"]
-            snap["grant"][f"{privilege} on {ref} to {grantee}"] = desc
-
-    return {kind: dict(sorted(objs.items())) for kind, objs in snap.items()}
+            self.snap["grant"][f"{privilege} on {ref} to {grantee}"] = desc
 
 
 # ----------------------------------------------------------------------------- diff
+
+
+def _one_line(text: str) -> str:
+    """Every run of white space (line breaks too) as one space."""
+    return re.sub(r"\s+", " ", text)
+
+
+def _kind_order(kind: str) -> tuple[int, str]:
+    """Kinds in the order of KINDS ("enum label" after "type"); unknown ones last."""
+    return (_ORDER.get(kind, 99), kind)
 
 
 def _fmt(value: Any) -> str:
@@ -623,7 +690,7 @@ def _fmt(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(f"'{v}'" if isinstance(v, str) else _fmt(v) for v in value) + "]"
     if isinstance(value, str):
-        return re.sub(r"\s+", " ", value).strip()
+        return _one_line(value).strip()
     return json.dumps(value, sort_keys=True)
 
 
@@ -665,6 +732,31 @@ def _parents(kind: str, desc: Any) -> list[str]:
     return refs
 
 
+def _label_changes(key: str, old: list[str], new: list[str]) -> list[Difference]:
+    """Enum labels added and removed, one difference a label."""
+    added = [Difference("enum label", f"'{label}' on type {key}", "left behind") for label in new if label not in old]
+    gone = [Difference("enum label", f"'{label}' on type {key}", "missing") for label in old if label not in new]
+    return added + gone
+
+
+def _changes(kind: str, key: str, old: Any, new: Any) -> list[Difference]:
+    """How one object present on both sides differs: attribute by attribute."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [Difference(kind, key, "changed", _fmt_pair(old, new))]
+    found = [
+        Difference(kind, key, "changed", f"{attr} changed: {_fmt_pair(old.get(attr), new.get(attr))}")
+        for attr in sorted(old.keys() | new.keys())
+        if old.get(attr) != new.get(attr)
+    ]
+    if kind == "type" and "labels" in old and "labels" in new:
+        found += _label_changes(key, old["labels"], new["labels"])
+    return found
+
+
+def _sort_key(d: Difference) -> tuple[Any, ...]:
+    return (*_kind_order(d.kind), d.name, _CHANGE_ORDER.get(d.change, 9), d.detail)
+
+
 def diff(expected: Snapshot, actual: Snapshot) -> list[Difference]:
     """Everything ``actual`` (after) has that ``expected`` (before) lacks, and vice versa.
 
@@ -674,32 +766,13 @@ def diff(expected: Snapshot, actual: Snapshot) -> list[Difference]:
     culprit is an ``ALTER TYPE ... ADD VALUE`` that a down migration cannot undo.
     """
     found: list[tuple[Difference, Any]] = []
-    for kind in sorted(set(expected) | set(actual), key=lambda k: (_ORDER.get(k, 99), k)):
+    for kind in sorted(set(expected) | set(actual), key=_kind_order):
         before, after = expected.get(kind, {}), actual.get(kind, {})
-        for key in after.keys() - before.keys():
-            found.append((Difference(kind, key, "left behind"), after[key]))
-        for key in before.keys() - after.keys():
-            found.append((Difference(kind, key, "missing"), before[key]))
+        found += [(Difference(kind, key, "left behind"), after[key]) for key in after.keys() - before.keys()]
+        found += [(Difference(kind, key, "missing"), before[key]) for key in before.keys() - after.keys()]
         for key in before.keys() & after.keys():
-            old, new = before[key], after[key]
-            if old == new:
-                continue
-            if not (isinstance(old, dict) and isinstance(new, dict)):
-                found.append((Difference(kind, key, "changed", _fmt_pair(old, new)), None))
-                continue
-            for attr in sorted(old.keys() | new.keys()):
-                if old.get(attr) != new.get(attr):
-                    detail = f"{attr} changed: {_fmt_pair(old.get(attr), new.get(attr))}"
-                    found.append((Difference(kind, key, "changed", detail), None))
-            if kind == "type" and "labels" in old and "labels" in new:
-                for label in new["labels"]:
-                    if label not in old["labels"]:
-                        name = f"'{label}' on type {key}"
-                        found.append((Difference("enum label", name, "left behind"), None))
-                for label in old["labels"]:
-                    if label not in new["labels"]:
-                        name = f"'{label}' on type {key}"
-                        found.append((Difference("enum label", name, "missing"), None))
+            if before[key] != after[key]:
+                found += [(d, None) for d in _changes(kind, key, before[key], after[key])]
 
     implied = {change: {d.subject for d, _ in found if d.change == change} for change in ("left behind", "missing")}
     result = [
@@ -707,21 +780,12 @@ def diff(expected: Snapshot, actual: Snapshot) -> list[Difference]:
         for d, desc in found
         if d.change == "changed" or not any(ref in implied[d.change] for ref in _parents(d.kind, desc))
     ]
-    return sorted(
-        result,
-        key=lambda d: (
-            _ORDER.get(d.kind, 99),
-            d.kind,
-            d.name,
-            _CHANGE_ORDER.get(d.change, 9),
-            d.detail,
-        ),
-    )
+    return sorted(result, key=_sort_key)
 
 
 def object_names(snap: Snapshot) -> list[str]:
     """Flat "kind name" list of every object, e.g. to prove nothing of ours remains."""
-    kinds = sorted(snap, key=lambda k: (_ORDER.get(k, 99), k))
+    kinds = sorted(snap, key=_kind_order)
     return [f"{kind} {key}" for kind in kinds for key in sorted(snap[kind])]
 
 
@@ -733,9 +797,14 @@ def render_json(snap: Snapshot) -> str:
     return json.dumps(snap, sort_keys=True, indent=2)
 
 
+def _cell(text: Any) -> str:
+    """Text on one line that does not end a Markdown table cell."""
+    return _one_line(str(text)).replace("|", "\\|")
+
+
 def _code(text: Any) -> str:
     """Inline code that survives backticks and table pipes in the content."""
-    value = re.sub(r"\s+", " ", str(text)).strip().replace("|", "\\|")
+    value = _cell(text).strip()
     if "`" in value:
         return f"`` {value} ``"
     return f"`{value}`"
@@ -753,11 +822,161 @@ def _fence(text: str, max_lines: int | None = None) -> list[str]:
     return [f"{fence}sql", *lines, fence]
 
 
-def _by_table(objs: dict[str, Any]) -> dict[str, list[tuple[str, dict[str, Any]]]]:
-    grouped: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+def _sentence(facts: list[str]) -> str:
+    return ", ".join(facts) + "."
+
+
+def _bullets(items: list[str]) -> list[str]:
+    return [f"- {_code(item)}" for item in items]
+
+
+def _options_fact(options: list[str]) -> str:
+    return "Options: " + ", ".join(_code(o) for o in options) + "."
+
+
+_Grouped = dict[str, list[tuple[str, dict[str, Any]]]]
+
+
+def _name_on_table(key: str, table: str) -> str:
+    """The name in a key such as "ix_tasks_state on tasks"."""
+    return key.rpartition(" on ")[0]
+
+
+def _column_name(key: str, table: str) -> str:
+    """The name in a key such as "tasks.state"."""
+    return key[len(table) + 1 :]
+
+
+def _by_table(objs: dict[str, Any], name_of: Callable[[str, str], str] = _name_on_table) -> _Grouped:
+    """Objects that belong to a table, by table: (name, description) pairs in key order."""
+    grouped: _Grouped = defaultdict(list)
     for key, desc in sorted(objs.items()):
-        grouped[desc["table"]].append((key.rpartition(" on ")[0], desc))
+        grouped[desc["table"]].append((name_of(key, desc["table"]), desc))
     return grouped
+
+
+def _grant_texts(grants: dict[str, Any]) -> dict[str, list[str]]:
+    """Each granted or revoked privilege, phrased, by the object it is on."""
+    texts: dict[str, list[str]] = defaultdict(list)
+    for desc in grants.values():
+        if desc.get("revoked"):
+            text = f"{desc['privilege']} revoked from {desc['grantee']}"
+        else:
+            option = " with grant option" if desc.get("grantable") else ""
+            text = f"{desc['privilege']} to {desc['grantee']}{option}"
+        texts[desc["object"]].append(text)
+    return texts
+
+
+def _partitions_by_parent(partitions: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    children: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for desc in sorted(partitions.values(), key=lambda d: d["child"]):
+        children[desc["parent"]].append(desc)
+    return children
+
+
+def _table_facts(desc: dict[str, Any]) -> list[str]:
+    facts = []
+    if desc["kind"] == "foreign table":
+        facts.append(desc["kind"].capitalize() + ".")
+    if desc["partition key"]:
+        facts.append(f"Partitioned by {_code(desc['partition key'])}.")
+    if desc["inherits"]:
+        facts.append("Inherits " + ", ".join(_code(p) for p in desc["inherits"]) + ".")
+    if desc["unlogged"]:
+        facts.append("Unlogged.")
+    if desc["row security"]:
+        forced = " (forced for the owner too)" if desc["force row security"] else ""
+        facts.append(f"Row-level security enabled{forced}.")
+    if desc["replica identity"] != "default":
+        facts.append(f"Replica identity: {desc['replica identity']}.")
+    if desc["options"]:
+        facts.append(_options_fact(desc["options"]))
+    if desc["tablespace"]:
+        facts.append(f"Tablespace: {_code(desc['tablespace'])}.")
+    return facts
+
+
+def _column_default(desc: dict[str, Any]) -> str:
+    if desc["identity"]:
+        return f"identity ({desc['identity']})"
+    if desc["generated"]:
+        return f"generated: {_code(desc['generated'])}"
+    if desc["default"] is not None:
+        return _code(desc["default"])
+    return ""
+
+
+def _column_cells(col: str, desc: dict[str, Any]) -> list[str]:
+    """Column, Type, Nullable and Default of a column's row."""
+    type_text = desc["type"]
+    if desc["collation"]:
+        type_text += f' COLLATE "{desc["collation"]}"'
+    return [_code(col), _code(type_text), "null" if desc["nullable"] else "not null", _column_default(desc)]
+
+
+# What follows the name of a table's constraint, index or trigger, before its definition.
+_ATTACHED_FLAGS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "constraint": lambda desc: f" ({desc['type']})",
+    "index": lambda desc: "" if desc["valid"] else " **(invalid)**",
+    "trigger": lambda desc: "" if desc["state"] == "enabled" else f" **({desc['state']})**",
+}
+
+
+def _policy_text(name: str, desc: dict[str, Any]) -> str:
+    kind = "permissive" if desc["permissive"] else "restrictive"
+    roles = ", ".join(desc["roles"])
+    text = f"- policy {_code(name)} ({kind}, {desc['command']}, to {roles})"
+    if desc["using"] is not None:
+        text += f" using {_code(desc['using'])}"
+    if desc["with check"] is not None:
+        text += f" with check {_code(desc['with check'])}"
+    return text
+
+
+def _domain_facts(desc: dict[str, Any]) -> list[str]:
+    facts = [f"Domain over {_code(desc['base'])}"]
+    if desc.get("collation"):
+        facts.append(f"collation {_code(desc['collation'])}")
+    if not desc["nullable"]:
+        facts.append("not null")
+    if desc["default"] is not None:
+        facts.append(f"default {_code(desc['default'])}")
+    return facts
+
+
+def _sequence_facts(desc: dict[str, Any]) -> list[str]:
+    facts = [
+        f"{_code(desc['type'])}",
+        f"start {desc['start']}",
+        f"increment {desc['increment']}",
+        f"min {desc['min']}",
+        f"max {desc['max']}",
+        f"cache {desc['cache']}",
+        "cycle" if desc["cycle"] else "no cycle",
+    ]
+    if desc["owned by"]:
+        how = "identity of" if desc["identity"] else "owned by"
+        facts.append(f"{how} {_code(desc['owned by'])}")
+    return facts
+
+
+def _function_facts(desc: dict[str, Any]) -> list[str]:
+    facts = [desc["kind"].capitalize()]
+    if desc["returns"] is not None:
+        facts.append(f"returns {_code(desc['returns'])}")
+    facts.append(f"language {_code(desc['language'])}")
+    facts.append(desc["volatility"])
+    if desc["strict"]:
+        facts.append("strict")
+    if desc["security definer"]:
+        facts.append("**security definer**")
+    if desc["leakproof"]:
+        facts.append("leakproof")
+    if desc["parallel"] != "unsafe":
+        facts.append(f"parallel {desc['parallel']}")
+    facts.extend(f"set {_code(c)}" for c in desc["config"])
+    return facts
 
 
 def render_markdown(
@@ -770,246 +989,153 @@ def render_markdown(
 
     ``max_body_lines`` trims function bodies (``None``: whole body, ``0``: no bodies).
     """
-    tables = snap.get("table", {})
-    columns = snap.get("column", {})
-    comments = {d["object"]: d["text"] for d in snap.get("comment", {}).values()}
-    grants: dict[str, list[str]] = defaultdict(list)
-    for desc in snap.get("grant", {}).values():
-        if desc.get("revoked"):
-            text = f"{desc['privilege']} revoked from {desc['grantee']}"
-        else:
-            option = " with grant option" if desc.get("grantable") else ""
-            text = f"{desc['privilege']} to {desc['grantee']}{option}"
-        grants[desc["object"]].append(text)
-    constraints = _by_table(snap.get("constraint", {}))
-    indexes = _by_table(snap.get("index", {}))
-    triggers = _by_table(snap.get("trigger", {}))
-    policies = _by_table(snap.get("policy", {}))
-    children: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for desc in sorted(snap.get("partition", {}).values(), key=lambda d: d["child"]):
-        children[desc["parent"]].append(desc)
-    partitions = {desc["child"] for group in children.values() for desc in group}
-    table_columns: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
-    for key, desc in columns.items():
-        table_columns[desc["table"]].append((key[len(desc["table"]) + 1 :], desc))
+    return _Markdown(snap, max_body_lines).render(title)
 
-    out: list[str] = [f"# {title}", ""]
 
-    def para(*lines: str) -> None:
-        out.extend([*lines, ""])
+class _Markdown:
+    """One rendering: the snapshot indexed by object and by table, and the lines so far."""
 
-    def grant_lines(ref: str) -> None:
-        if grants.get(ref):
-            para("Grants: " + "; ".join(sorted(grants[ref])) + ".")
+    def __init__(self, snap: Snapshot, max_body_lines: int | None) -> None:
+        self.snap = snap
+        self.max_body_lines = max_body_lines
+        self.tables = snap.get("table", {})
+        self.comments = {d["object"]: d["text"] for d in snap.get("comment", {}).values()}
+        self.grants = _grant_texts(snap.get("grant", {}))
+        self.on_table = {kind: _by_table(snap.get(kind, {})) for kind in (*_ATTACHED_FLAGS, "policy")}
+        self.columns = _by_table(snap.get("column", {}), _column_name)
+        self.children = _partitions_by_parent(snap.get("partition", {}))
+        self.partitions = {desc["child"] for group in self.children.values() for desc in group}
+        self.out: list[str] = []
 
-    def attached(table: str, local_only: bool, indent: str = "") -> list[str]:
-        lines: list[str] = []
-        for name, desc in constraints.get(table, []):
-            if local_only and desc["inherited"]:
-                continue
-            note = comments.get(f"constraint {name} on {table}")
-            lines.append(
-                f"{indent}- constraint {_code(name)} ({desc['type']}): {_code(desc['definition'])}"
-                + (f" — {note}" if note else "")
-            )
-        for name, desc in indexes.get(table, []):
-            if local_only and desc["inherited"]:
-                continue
-            flags = "" if desc["valid"] else " **(invalid)**"
-            note = comments.get(f"index {name} on {table}")
-            lines.append(
-                f"{indent}- index {_code(name)}{flags}: {_code(desc['definition'])}" + (f" — {note}" if note else "")
-            )
-        for name, desc in triggers.get(table, []):
-            if local_only and desc["inherited"]:
-                continue
-            state = "" if desc["state"] == "enabled" else f" **({desc['state']})**"
-            note = comments.get(f"trigger {name} on {table}")
-            lines.append(
-                f"{indent}- trigger {_code(name)}{state}: {_code(desc['definition'])}" + (f" — {note}" if note else "")
-            )
-        for name, desc in policies.get(table, []):
-            kind = "permissive" if desc["permissive"] else "restrictive"
-            roles = ", ".join(desc["roles"])
-            text = f"{indent}- policy {_code(name)} ({kind}, {desc['command']}, to {roles})"
-            if desc["using"] is not None:
-                text += f" using {_code(desc['using'])}"
-            if desc["with check"] is not None:
-                text += f" with check {_code(desc['with check'])}"
-            note = comments.get(f"policy {name} on {table}")
-            lines.append(text + (f" — {note}" if note else ""))
-        return lines
+    def render(self, title: str) -> str:
+        self.para(f"# {title}")
+        self.section("Tables", "table", self.tables, self.table_body, skip=self.partitions)
+        types = self.snap.get("type", {})
+        self.section("Enums", "type", {k: v for k, v in types.items() if v["type"] == "enum"}, self.enum_body)
+        self.section("Other types", "type", {k: v for k, v in types.items() if v["type"] != "enum"}, self.type_body)
+        self.section("Sequences", "sequence", self.snap.get("sequence", {}), self.sequence_body)
+        self.section("Functions", "function", self.snap.get("function", {}), self.function_body)
+        self.section("Views", "view", self.snap.get("view", {}), self.view_body)
+        self.section("Materialized views", "materialized view", self.snap.get("materialized view", {}), self.view_body)
+        while self.out and self.out[-1] == "":
+            self.out.pop()
+        return "\n".join(self.out) + "\n"
 
-    def partition_lines(parent: str, indent: str) -> list[str]:
-        lines: list[str] = []
-        for desc in children.get(parent, []):
-            child = desc["child"]
-            text = f"{indent}- {_code(child)}: {_code(desc['bound'])}"
-            if tables.get(child, {}).get("partition key"):
-                text += f", partitioned by {_code(tables[child]['partition key'])}"
-            lines.append(text)
-            lines.extend(attached(child, local_only=True, indent=indent + "  "))
-            lines.extend(partition_lines(child, indent + "  "))
-        return lines
+    def para(self, *lines: str) -> None:
+        self.out.extend([*lines, ""])
 
-    if tables:
-        para("## Tables")
-    for name in sorted(tables):
-        if name in partitions:
-            continue
-        desc = tables[name]
-        para(f"### {_code(name)}")
-        ref = f"table {name}"
-        if ref in comments:
-            para(comments[ref])
-        facts = []
-        if desc["kind"] == "foreign table":
-            facts.append(desc["kind"].capitalize() + ".")
-        if desc["partition key"]:
-            facts.append(f"Partitioned by {_code(desc['partition key'])}.")
-        if desc["inherits"]:
-            facts.append("Inherits " + ", ".join(_code(p) for p in desc["inherits"]) + ".")
-        if desc["unlogged"]:
-            facts.append("Unlogged.")
-        if desc["row security"]:
-            forced = " (forced for the owner too)" if desc["force row security"] else ""
-            facts.append(f"Row-level security enabled{forced}.")
-        if desc["replica identity"] != "default":
-            facts.append(f"Replica identity: {desc['replica identity']}.")
-        if desc["options"]:
-            facts.append("Options: " + ", ".join(_code(o) for o in desc["options"]) + ".")
-        if desc["tablespace"]:
-            facts.append(f"Tablespace: {_code(desc['tablespace'])}.")
-        if facts:
-            para(" ".join(facts))
-        cols = sorted(table_columns.get(name, []), key=lambda item: item[1]["position"])
-        if cols:
-            with_notes = any(f"column {name}.{col}" in comments for col, _ in cols)
-            header = "| Column | Type | Nullable | Default |" + (" Comment |" if with_notes else "")
-            out.extend([header, "|---" * (5 if with_notes else 4) + "|"])
-            for col, cdesc in cols:
-                if cdesc["identity"]:
-                    default = f"identity ({cdesc['identity']})"
-                elif cdesc["generated"]:
-                    default = f"generated: {_code(cdesc['generated'])}"
-                elif cdesc["default"] is not None:
-                    default = _code(cdesc["default"])
-                else:
-                    default = ""
-                type_text = cdesc["type"]
-                if cdesc["collation"]:
-                    type_text += f' COLLATE "{cdesc["collation"]}"'
-                cells = [
-                    _code(col),
-                    _code(type_text),
-                    "null" if cdesc["nullable"] else "not null",
-                    default,
-                ]
-                if with_notes:
-                    note = comments.get(f"column {name}.{col}", "")
-                    cells.append(re.sub(r"\s+", " ", note).replace("|", "\\|"))
-                out.append("| " + " | ".join(cells) + " |")
-            out.append("")
-        lines = attached(name, local_only=False)
-        if lines:
-            para(*lines)
-        if children.get(name):
-            para("Partitions:", "", *partition_lines(name, ""))
-        grant_lines(ref)
-
-    def section(heading: str, kind: str, objs: dict[str, Any], body: Any) -> None:
+    def section(
+        self,
+        heading: str,
+        kind: str,
+        objs: dict[str, Any],
+        body: Callable[[str, dict[str, Any]], None],
+        skip: Collection[str] = (),
+    ) -> None:
+        """A "## heading" and, per object: a "###" heading, its comment, `body`, its grants."""
         if not objs:
             return
-        para(f"## {heading}")
+        self.para(f"## {heading}")
         for key in sorted(objs):
-            para(f"### {_code(key)}")
-            if f"{kind} {key}" in comments:
-                para(comments[f"{kind} {key}"])
+            if key in skip:
+                continue
+            ref = f"{kind} {key}"
+            self.para(f"### {_code(key)}")
+            if ref in self.comments:
+                self.para(self.comments[ref])
             body(key, objs[key])
-            grant_lines(f"{kind} {key}")
+            if self.grants.get(ref):
+                self.para("Grants: " + "; ".join(sorted(self.grants[ref])) + ".")
 
-    types = snap.get("type", {})
-    enums = {k: v for k, v in types.items() if v["type"] == "enum"}
-    others = {k: v for k, v in types.items() if v["type"] != "enum"}
+    def note(self, kind: str, name: str, table: str) -> str:
+        text = self.comments.get(f"{kind} {name} on {table}")
+        return f" — {text}" if text else ""
 
-    def enum_body(key: str, desc: dict[str, Any]) -> None:
-        para("Labels, in order: " + ", ".join(_code(label) for label in desc["labels"]) + ".")
+    def attached(self, table: str, local_only: bool, indent: str = "") -> list[str]:
+        """One line per constraint, index, trigger and policy of `table`."""
+        lines: list[str] = []
+        for kind, flag in _ATTACHED_FLAGS.items():
+            for name, desc in self.on_table[kind].get(table, []):
+                if not (local_only and desc["inherited"]):
+                    text = f"{indent}- {kind} {_code(name)}{flag(desc)}: {_code(desc['definition'])}"
+                    lines.append(text + self.note(kind, name, table))
+        for name, desc in self.on_table["policy"].get(table, []):
+            lines.append(indent + _policy_text(name, desc) + self.note("policy", name, table))
+        return lines
 
-    def type_body(key: str, desc: dict[str, Any]) -> None:
-        if desc["type"] == "domain":
-            facts = [f"Domain over {_code(desc['base'])}"]
-            if desc.get("collation"):
-                facts.append(f"collation {_code(desc['collation'])}")
-            if not desc["nullable"]:
-                facts.append("not null")
-            if desc["default"] is not None:
-                facts.append(f"default {_code(desc['default'])}")
-            para(", ".join(facts) + ".")
-            if desc["constraints"]:
-                para(*(f"- {_code(c)}" for c in desc["constraints"]))
-        elif desc["type"] == "composite":
-            para("Composite type:", "", *(f"- {_code(a)}" for a in desc["attributes"]))
-        elif desc["type"] == "range":
-            para(f"Range over {_code(desc['subtype'])}.")
-        else:
-            para(f"{desc['type'].capitalize()} type.")
-
-    def sequence_body(key: str, desc: dict[str, Any]) -> None:
-        facts = [
-            f"{_code(desc['type'])}",
-            f"start {desc['start']}",
-            f"increment {desc['increment']}",
-            f"min {desc['min']}",
-            f"max {desc['max']}",
-            f"cache {desc['cache']}",
-            "cycle" if desc["cycle"] else "no cycle",
-        ]
-        if desc["owned by"]:
-            how = "identity of" if desc["identity"] else "owned by"
-            facts.append(f"{how} {_code(desc['owned by'])}")
-        para(", ".join(facts) + ".")
-
-    def function_body(key: str, desc: dict[str, Any]) -> None:
-        facts = [desc["kind"].capitalize()]
-        if desc["returns"] is not None:
-            facts.append(f"returns {_code(desc['returns'])}")
-        facts.append(f"language {_code(desc['language'])}")
-        facts.append(desc["volatility"])
-        if desc["strict"]:
-            facts.append("strict")
-        if desc["security definer"]:
-            facts.append("**security definer**")
-        if desc["leakproof"]:
-            facts.append("leakproof")
-        if desc["parallel"] != "unsafe":
-            facts.append(f"parallel {desc['parallel']}")
-        facts.extend(f"set {_code(c)}" for c in desc["config"])
-        para(", ".join(facts) + ".")
-        if desc["arguments"]:
-            para(f"Arguments: {_code(desc['arguments'])}.")
-        if desc["body"] and max_body_lines != 0:
-            para(*_fence(desc["body"], max_body_lines))
-
-    def view_body(key: str, desc: dict[str, Any]) -> None:
-        if desc["options"]:
-            para("Options: " + ", ".join(_code(o) for o in desc["options"]) + ".")
-        if desc.get("populated") is False:
-            para("Not populated (created WITH NO DATA or not yet refreshed).")
-        para(*_fence(desc["definition"]))
-        lines = attached(key, local_only=False)
+    def attached_para(self, table: str) -> None:
+        lines = self.attached(table, local_only=False)
         if lines:
-            para(*lines)
+            self.para(*lines)
 
-    section("Enums", "type", enums, enum_body)
-    section("Other types", "type", others, type_body)
-    section("Sequences", "sequence", snap.get("sequence", {}), sequence_body)
-    section("Functions", "function", snap.get("function", {}), function_body)
-    section("Views", "view", snap.get("view", {}), view_body)
-    section("Materialized views", "materialized view", snap.get("materialized view", {}), view_body)
+    def partition_lines(self, parent: str, indent: str) -> list[str]:
+        """The partitions of `parent`, each with what it has of its own, and theirs below them."""
+        lines: list[str] = []
+        for desc in self.children.get(parent, []):
+            child = desc["child"]
+            text = f"{indent}- {_code(child)}: {_code(desc['bound'])}"
+            if self.tables.get(child, {}).get("partition key"):
+                text += f", partitioned by {_code(self.tables[child]['partition key'])}"
+            lines.append(text)
+            lines.extend(self.attached(child, local_only=True, indent=indent + "  "))
+            lines.extend(self.partition_lines(child, indent + "  "))
+        return lines
 
-    while out and out[-1] == "":
-        out.pop()
-    return "\n".join(out) + "\n"
+    def column_table(self, table: str) -> None:
+        cols = sorted(self.columns.get(table, []), key=lambda item: item[1]["position"])
+        if not cols:
+            return
+        with_notes = any(f"column {table}.{col}" in self.comments for col, _ in cols)
+        header = "| Column | Type | Nullable | Default |" + (" Comment |" if with_notes else "")
+        self.out.extend([header, "|---" * (5 if with_notes else 4) + "|"])
+        for col, desc in cols:
+            cells = _column_cells(col, desc)
+            if with_notes:
+                cells.append(_cell(self.comments.get(f"column {table}.{col}", "")))
+            self.out.append("| " + " | ".join(cells) + " |")
+        self.out.append("")
+
+    def table_body(self, name: str, desc: dict[str, Any]) -> None:
+        facts = _table_facts(desc)
+        if facts:
+            self.para(" ".join(facts))
+        self.column_table(name)
+        self.attached_para(name)
+        if self.children.get(name):
+            self.para("Partitions:", "", *self.partition_lines(name, ""))
+
+    def enum_body(self, key: str, desc: dict[str, Any]) -> None:
+        self.para("Labels, in order: " + ", ".join(_code(label) for label in desc["labels"]) + ".")
+
+    def type_body(self, key: str, desc: dict[str, Any]) -> None:
+        if desc["type"] == "domain":
+            self.para(_sentence(_domain_facts(desc)))
+            if desc["constraints"]:
+                self.para(*_bullets(desc["constraints"]))
+        elif desc["type"] == "composite":
+            self.para("Composite type:", "", *_bullets(desc["attributes"]))
+        elif desc["type"] == "range":
+            self.para(f"Range over {_code(desc['subtype'])}.")
+        else:
+            self.para(f"{desc['type'].capitalize()} type.")
+
+    def sequence_body(self, key: str, desc: dict[str, Any]) -> None:
+        self.para(_sentence(_sequence_facts(desc)))
+
+    def function_body(self, key: str, desc: dict[str, Any]) -> None:
+        self.para(_sentence(_function_facts(desc)))
+        if desc["arguments"]:
+            self.para(f"Arguments: {_code(desc['arguments'])}.")
+        if desc["body"] and self.max_body_lines != 0:
+            self.para(*_fence(desc["body"], self.max_body_lines))
+
+    def view_body(self, key: str, desc: dict[str, Any]) -> None:
+        if desc["options"]:
+            self.para(_options_fact(desc["options"]))
+        if desc.get("populated") is False:
+            self.para("Not populated (created WITH NO DATA or not yet refreshed).")
+        self.para(*_fence(desc["definition"]))
+        self.attached_para(key)
 
 
 def schema_reference(conn: psycopg.Connection, *, as_json: bool = False) -> str:

@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import KW_ONLY, asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ from .errors import (
     Z4jMigrateError,
 )
 from .revisions import Revision, RevisionSet, discover
-from .state import revision_number
+from .state import DbState, revision_number
 from .store import Store
 
 SCRATCH_PREFIX = "z4j_verify_"
@@ -195,24 +196,56 @@ def verify(
     Raises ConfigError / ConnectionFailed / RefusedError / RevisionFileError when
     the verification cannot run at all.
     """
-    from .sqlcheck import check_revision
-
-    revset = discover(settings.migrations_dir)
-    for revision in revset.revisions:  # malformed files are exit 3, before any database work
-        check_revision(revision)
+    revset = _checked_revisions(settings)
     seed_name, seed_sql = _read_sql(seed, "--seed")
     smoke_name, smoke_sql = _read_sql(smoke, "--smoke")
     say = on_progress or (lambda _text: None)
     started = time.perf_counter()
-    if not scratch:
-        report = VerifyReport(
-            settings.database.display, False, str(revset.directory.resolve()), seed=seed_name, smoke=smoke_name
-        )
-        _Run(settings, revset, report, say, seed_sql, smoke_sql, require_empty=True).run(stepwise, round_trip)
-        report.duration_ms = round((time.perf_counter() - started) * 1000, 1)
-        return report
+    where = _scratch_database(settings, keep=keep, say=say) if scratch else nullcontext(settings)
+    with where as target:
+        directory = str(revset.directory.resolve())
+        report = VerifyReport(target.database.display, scratch, directory, seed=seed_name, smoke=smoke_name)
+        _Run(target, revset, report, say, seed_sql, smoke_sql, require_empty=not scratch).run(stepwise, round_trip)
+    report.duration_ms = _ms_since(started)
+    return report
 
+
+def _checked_revisions(settings: Settings) -> RevisionSet:
+    """The revisions, each file checked: a malformed one fails (exit 3) before any database work."""
+    from .sqlcheck import check_revision
+
+    revset = discover(settings.migrations_dir)
+    for revision in revset.revisions:
+        check_revision(revision)
+    return revset
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+@contextmanager
+def _scratch_database(settings: Settings, *, keep: bool, say: Callable[[str], None]) -> Iterator[Settings]:
+    """Settings for a new database with a random name on the server of `settings`.
+
+    It is dropped when the block ends, even on failure, unless `keep`.
+    """
     name = f"{SCRATCH_PREFIX}{uuid.uuid4().hex[:12]}"
+    create_database(settings, name)
+    conninfo = make_conninfo(settings.database.conninfo, dbname=name)
+    target = replace(settings, database=parse_database_url(conninfo, source="scratch database"))
+    say(f"scratch database {name} on {settings.database.display}")
+    try:
+        yield target
+    finally:
+        if keep:
+            say(f"kept the scratch database: {target.database.display}")
+        else:
+            drop_database(settings, name)
+
+
+def create_database(settings: Settings, name: str) -> None:
+    """Create database `name` on the server of `settings`; a role that may not is told what to do."""
     with connected(settings) as admin:
         try:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -225,52 +258,31 @@ def verify(
             raise ConfigError(
                 f"cannot create a scratch database on {settings.database.display}: {diagnose.primary(exc)}."
             ) from exc
-    target = replace(
-        settings,
-        database=parse_database_url(make_conninfo(settings.database.conninfo, dbname=name), source="scratch database"),
-    )
-    report = VerifyReport(
-        target.database.display, True, str(revset.directory.resolve()), seed=seed_name, smoke=smoke_name
-    )
-    say(f"scratch database {name} on {settings.database.display}")
-    try:
-        _Run(target, revset, report, say, seed_sql, smoke_sql, require_empty=False).run(stepwise, round_trip)
-    finally:
-        if keep:
-            say(f"kept the scratch database: {target.database.display}")
-        else:
-            drop_database(settings, name)
-    report.duration_ms = round((time.perf_counter() - started) * 1000, 1)
-    return report
 
 
 def drop_database(settings: Settings, name: str) -> None:
+    """Drop database `name` on the server of `settings`, ending any session still in it."""
     with connected(settings) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+@dataclass(eq=False)
 class _Run:
-    def __init__(
-        self,
-        settings: Settings,
-        revset: RevisionSet,
-        report: VerifyReport,
-        say: Callable[[str], None],
-        seed_sql: str | None,
-        smoke_sql: str | None,
-        *,
-        require_empty: bool,
-    ) -> None:
-        self.settings = settings
-        self.revset = revset
-        self.report = report
-        self.say = say
-        self.seed_sql = seed_sql
-        self.smoke_sql = smoke_sql
-        self.require_empty = require_empty
-        self.after: dict[str, Snapshot] = {}  # revision id -> schema with it (and all before it) applied
-        self.stepwise_done = False
-        self.conn: psycopg.Connection | None = None
+    """One verification: the engine calls, the snapshots taken so far and the problem that ends it."""
+
+    settings: Settings
+    revset: RevisionSet
+    report: VerifyReport
+    say: Callable[[str], None]
+    seed_sql: str | None
+    smoke_sql: str | None
+    _: KW_ONLY
+    require_empty: bool  # no scratch database: the one given must hold nothing of ours
+    # revision id -> schema with it (and all before it) applied
+    after: dict[str, Snapshot] = field(default_factory=dict, init=False)
+    initial: Snapshot = field(default_factory=dict, init=False)  # the schema before the first revision
+    stepwise_done: bool = field(default=False, init=False)
+    conn: psycopg.Connection | None = field(default=None, init=False)
 
     # ---------------------------------------------------------------- helpers
 
@@ -286,6 +298,16 @@ class _Run:
     def fail(self, phase: str, revision: str | None, messages: list[str], diffs: list[Difference] = (), **kw: Any):
         self.report.problems.append(Problem(phase, revision, messages, [_as_dict(d) for d in diffs], **kw))
         raise _Stop
+
+    def expect(
+        self, phase: str, revision: str | None, expected: Snapshot, message: Callable[[Difference], str]
+    ) -> Snapshot:
+        """The schema now; any difference from `expected` fails the run, each phrased by `message`."""
+        actual = self.snap()
+        found = differences(expected, actual)
+        if found:
+            self.fail(phase, revision, [message(d) for d in found], found)
+        return actual
 
     def engine(self, phase: str, revision: str | None, what: str, call: Callable[[], object]) -> None:
         """Run an engine call; its typed error becomes a problem that names `what` failed."""
@@ -323,21 +345,7 @@ class _Run:
             self.conn = conn
             self.report.server_version = conn.execute("SHOW server_version").fetchone()[0]
             state = Store(conn, self.settings.schema).state(self.revset.extensions)
-            initial = self.snap()
-            if state.applied or state.in_progress:
-                raise RefusedError(
-                    f"refusing to verify in {self.settings.database.display}: it has revisions applied "
-                    f"({', '.join(sorted(state.applied) or sorted(state.in_progress))}); verify needs an empty "
-                    "database. Leave out --no-scratch to use a scratch database."
-                )
-            if self.require_empty:
-                ours = [d.subject for d in differences({}, initial)]
-                if ours:
-                    shown = ", ".join(ours[:5]) + (f" and {len(ours) - 5} more" if len(ours) > 5 else "")
-                    raise RefusedError(
-                        f"refusing to verify in {self.settings.database.display}: it is not empty ({shown}). "
-                        "Give an empty database, or leave out --no-scratch to use a scratch database."
-                    )
+            self.refuse_unless_empty(state)
             if not self.require_empty:  # a scratch database: give it the bookkeeping schema production has
                 conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.settings.schema)))
             ensure_extensions(conn, self.revset.extensions, state.extensions)
@@ -353,6 +361,23 @@ class _Run:
             finally:
                 self.conn = None
 
+    def refuse_unless_empty(self, state: DbState) -> None:
+        """No revision may be applied; without a scratch database, nothing of ours may exist either."""
+        where = self.settings.database.display
+        if state.applied or state.in_progress:
+            raise RefusedError(
+                f"refusing to verify in {where}: it has revisions applied "
+                f"({', '.join(sorted(state.applied) or sorted(state.in_progress))}); verify needs an empty "
+                "database. Leave out --no-scratch to use a scratch database."
+            )
+        ours = [d.subject for d in differences({}, self.snap())] if self.require_empty else []
+        if ours:
+            shown = ", ".join(ours[:5]) + (f" and {len(ours) - 5} more" if len(ours) > 5 else "")
+            raise RefusedError(
+                f"refusing to verify in {where}: it is not empty ({shown}). "
+                "Give an empty database, or leave out --no-scratch to use a scratch database."
+            )
+
     def stepwise(self) -> None:
         before = self.initial
         for check, rev in zip(self.report.revisions, self.revset.revisions, strict=True):
@@ -361,7 +386,7 @@ class _Run:
             try:
                 before = self.step(rev, check, before)
             finally:
-                check.duration_ms = round((time.perf_counter() - started) * 1000, 1)
+                check.duration_ms = _ms_since(started)
             if check.status == "ok":
                 self.say(f"  ok            {rev.id}  (up, down, up: {check.duration_ms:.0f} ms)")
             else:
@@ -380,9 +405,7 @@ class _Run:
         self.engine(
             "stepwise", rev.id, f"{down} failed right after its up", lambda: api.downgrade(self.settings, steps=1)
         )
-        found = differences(before, self.snap())
-        if found:
-            self.fail("stepwise", rev.id, [f"{down} {phrase(d)}" for d in found], found)
+        self.expect("stepwise", rev.id, before, lambda d: f"{down} {phrase(d)}")
         if rev.id in self.applied():
             self.fail("stepwise", rev.id, [f"{rev.id} is still recorded as applied after its down"])
         self.engine(
@@ -391,15 +414,9 @@ class _Run:
             f"{up} failed when applied again after its down",
             lambda: api.upgrade(self.settings, to=rev.id),
         )
-        again = self.snap()
-        found = differences(applied, again)
-        if found:
-            self.fail(
-                "stepwise",
-                rev.id,
-                [f"{up} applied again after its down gives a different schema: {d}" for d in found],
-                found,
-            )
+        again = self.expect(
+            "stepwise", rev.id, applied, lambda d: f"{up} applied again after its down gives a different schema: {d}"
+        )
         check.status = "ok"
         self.after[rev.id] = again
         return again
@@ -422,6 +439,7 @@ class _Run:
         return ""
 
     def round_trip(self) -> None:
+        """Head, then down to the floor (base, or the newest irreversible revision), then head again."""
         revisions = self.revset.revisions
         if not revisions:
             self.report.round_trip = "skipped"
@@ -429,58 +447,46 @@ class _Run:
         irreversible = [r for r in revisions if r.irreversible is not None]
         floor: Revision | None = irreversible[-1] if irreversible else None
         self.report.round_trip_to = floor.id if floor else "base"
-        if floor is not None and floor.id not in self.after:
-            self.engine("round trip", floor.id, f"upgrade to {floor.id} failed", lambda: self.up_to(floor.id))
-            self.after[floor.id] = self.snap()
-        floor_snap = self.after[floor.id] if floor else self.initial
+        floor_snap = self.schema_at(floor, floor.id) if floor else self.initial
         head = revisions[-1]
-        if head.id not in self.after:
-            self.engine("round trip", None, "upgrade to head failed", lambda: api.upgrade(self.settings))
-            self.after[head.id] = self.snap()
-        head_snap = self.after[head.id]
+        head_snap = self.schema_at(head, None)
         self.report.round_trip = "failed"
         if floor is head:
             self.report.round_trip = "skipped"
             self.say(f"  round trip skipped: the newest revision {head.id} is irreversible")
         else:
-            to = floor.id if floor else "base"
-            if self.seed_sql is not None:
-                self.script("seed", self.report.seed or "seed", self.seed_sql)
-            with_seed = " with the seed data" if self.seed_sql is not None else ""
-            self.engine(
-                "round trip",
-                None,
-                f"downgrade from head to {to}{with_seed} failed",
-                lambda: api.downgrade(self.settings, to=to),
-            )
-            found = differences(floor_snap, self.snap())
-            if found:
-                self.fail(
-                    "round trip",
-                    None,
-                    [f"after downgrading to {to}{with_seed}: {d}{self.created_by(d)}" for d in found],
-                    found,
-                )
-            expected_ids = [r.id for r in revisions if floor is not None and r.version <= floor.version]
-            if self.applied() != expected_ids:
-                self.fail("round trip", None, [f"after downgrading to {to}, the bookkeeping lists {self.applied()}"])
-            self.engine("round trip", None, f"upgrade from {to} to head failed", lambda: api.upgrade(self.settings))
-            found = differences(head_snap, self.snap())
-            if found:
-                self.fail(
-                    "round trip",
-                    None,
-                    [f"head after the round trip differs from head before: {d}" for d in found],
-                    found,
-                )
-            self.report.round_trip = "ok"
-            self.say(f"  ok            round trip: head -> {'seed -> ' if self.seed_sql else ''}{to} -> head")
+            self.down_and_up(floor, floor_snap, head_snap)
         if self.smoke_sql is not None:
             self.script("smoke", self.report.smoke or "smoke", self.smoke_sql)
             self.say("  ok            smoke")
 
-    def up_to(self, rev_id: str) -> None:
-        api.upgrade(self.settings, to=rev_id)
+    def schema_at(self, rev: Revision, to: str | None) -> Snapshot:
+        """The schema with `rev` and all before it applied: as the stepwise pass left it, or
+        after upgrading to `to` (None: head) now."""
+        if rev.id not in self.after:
+            what = f"upgrade to {to or 'head'} failed"
+            self.engine("round trip", to, what, lambda: api.upgrade(self.settings, to=to))
+            self.after[rev.id] = self.snap()
+        return self.after[rev.id]
+
+    def down_and_up(self, floor: Revision | None, floor_snap: Snapshot, head_snap: Snapshot) -> None:
+        """(Seed,) downgrade to the floor, compare, upgrade to head, compare."""
+        to = self.report.round_trip_to
+        if self.seed_sql is not None:
+            self.script("seed", self.report.seed or "seed", self.seed_sql)
+        with_seed = " with the seed data" if self.seed_sql is not None else ""
+        down = f"downgrade from head to {to}{with_seed} failed"
+        self.engine("round trip", None, down, lambda: api.downgrade(self.settings, to=to))
+        self.expect(
+            "round trip", None, floor_snap, lambda d: f"after downgrading to {to}{with_seed}: {d}{self.created_by(d)}"
+        )
+        expected_ids = [r.id for r in self.revset.revisions if floor is not None and r.version <= floor.version]
+        if self.applied() != expected_ids:
+            self.fail("round trip", None, [f"after downgrading to {to}, the bookkeeping lists {self.applied()}"])
+        self.engine("round trip", None, f"upgrade from {to} to head failed", lambda: api.upgrade(self.settings))
+        self.expect("round trip", None, head_snap, lambda d: f"head after the round trip differs from head before: {d}")
+        self.report.round_trip = "ok"
+        self.say(f"  ok            round trip: head -> {'seed -> ' if self.seed_sql else ''}{to} -> head")
 
 
 def render_text(report: VerifyReport) -> str:
