@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import marshal
@@ -16,6 +17,9 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from z4j_migrate.testing import Z4jServer
 
 REPO = Path(__file__).resolve().parent.parent
 HARNESS_APP = "bench-harness"
@@ -111,10 +115,15 @@ class Admin:
     def connect(self, db: str = "postgres") -> psycopg.Connection:
         return psycopg.connect(self.url(db), autocommit=True, application_name=HARNESS_APP)
 
+    @functools.cached_property
+    def server(self) -> Z4jServer:
+        """The throwaway databases: made and dropped as the test suite's are (z4j_migrate.testing)."""
+        return Z4jServer.at(make_conninfo(self.url("postgres"), application_name=HARNESS_APP))
+
     def create_db(self, db: str) -> None:
-        with self.connect() as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+        """Database `db`, new and empty (dropped first if it is there)."""
+        self.server.drop_database(db)
+        self.server.create_database(name=db)
 
     def reset(self, db: str) -> None:
         """Empty the database: everything the tools create lives in public.

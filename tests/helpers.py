@@ -26,13 +26,18 @@ def write_pair(folder: Path, rev_id: str, up: str, down: str, *, message: str | 
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120, input: str | None = None
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    input: str | None = None,
+    module: str = "z4j_migrate",
 ) -> subprocess.CompletedProcess[str]:
-    """Run `z4j-migrate` as a deploy script would: a separate process."""
+    """Run `z4j-migrate` (or `python -m module`) as a deploy script would: a separate process, without
+    the caller's Z4J_* variables."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("Z4J_")}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "z4j_migrate", *args],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         env=full_env,
@@ -73,7 +78,7 @@ def state_fingerprint(url: str) -> dict[str, object]:
     with psycopg.connect(url, autocommit=True) as conn:
         snap = snapshot(conn)
         book = {}
-        for table in ("_yoyo_migration", "_z4j_migrate_revision", "_z4j_migrate_progress", "_z4j_migrate_head"):
+        for table in sorted(BOOKKEEPING - {"_yoyo_log"}):  # the log only by its count (below)
             if conn.execute("SELECT to_regclass(%s)", (f"public.{table}",)).fetchone()[0]:
                 book[table] = sorted(map(repr, conn.execute(f"SELECT * FROM public.{table}").fetchall()))
         book["_yoyo_log_count"] = (

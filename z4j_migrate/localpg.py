@@ -1,5 +1,12 @@
 """Throwaway PostgreSQL clusters built from local server binaries.
 
+A development and test tool, not part of the migration library: nothing that
+`z4j-migrate` or `import z4j_migrate` runs imports this module. Only the pytest
+plugin and z4j_migrate.testing (lazily, when a test session needs a server),
+the test suite, the benchmarks and the Makefile (``python -m
+z4j_migrate.localpg``) use it. It creates an OS user when run as root (below),
+which no library a deploy imports should do.
+
 Why this exists: the test suite, ``make db`` and ``make demo`` need a real
 PostgreSQL server without Docker, a system service or network access.  We
 ``initdb`` a private data directory, start it on 127.0.0.1 with test-speed

@@ -19,13 +19,16 @@ on with one line: `from z4j_migrate.testing import *`.
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from .testing import Z4jServer, local_server
+
+__all__ = ["Z4jConfig", "Z4jServer"]
 
 ENV_TEST_DATABASE_URL = "Z4J_TEST_DATABASE_URL"
 
@@ -60,68 +63,26 @@ class Z4jConfig:
     schema: str = "public"  # schema of the bookkeeping tables
 
 
-@dataclass(frozen=True)
-class Z4jServer:
-    """A server where the role may CREATE DATABASE."""
-
-    admin_url: str
-    major: int
-
-    def url_for(self, dbname: str) -> str:
-        from psycopg.conninfo import make_conninfo
-
-        return make_conninfo(self.admin_url, dbname=dbname)
-
-    def create_database(self, prefix: str = "z4j_test_") -> str:
-        import psycopg
-        from psycopg import sql
-
-        name = f"{prefix}{uuid.uuid4().hex[:16]}"
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        return name
-
-    def drop_database(self, name: str) -> None:
-        import psycopg
-        from psycopg import sql
-
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def _major(url: str) -> int:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        return int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
-
-
 @pytest.fixture(scope="session")
 def z4j_server(request: pytest.FixtureRequest) -> Iterator[Z4jServer]:
     """The PostgreSQL server the z4j fixtures and ready-made tests make their databases on."""
     url = request.config.getoption("--z4j-database-url") or os.environ.get(ENV_TEST_DATABASE_URL)
     if url:
-        yield Z4jServer(url, _major(url))
+        yield Z4jServer.at(url)
         return
-    from .localpg import LocalPostgres, LocalPostgresError, make_base_dir
+    from .localpg import LocalPostgresError
 
-    base = make_base_dir("z4j-pytest-")
-    try:
-        cluster = LocalPostgres(base)
-        cluster.start()
-    except LocalPostgresError as exc:
-        shutil.rmtree(base, ignore_errors=True)
-        pytest.fail(
-            f"z4j-migrate: no PostgreSQL server for the tests: {exc}\nPass --z4j-database-url URL or set "
-            f"{ENV_TEST_DATABASE_URL} to a server where the role may CREATE DATABASE, or set Z4J_PG_BINDIR "
-            "to a directory with initdb, pg_ctl and postgres.",
-            pytrace=False,
-        )
-    try:
-        yield Z4jServer(cluster.url, cluster.major_version)
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    with ExitStack() as stack:
+        try:
+            server = stack.enter_context(local_server("z4j-pytest-"))
+        except LocalPostgresError as exc:
+            pytest.fail(
+                f"z4j-migrate: no PostgreSQL server for the tests: {exc}\nPass --z4j-database-url URL or set "
+                f"{ENV_TEST_DATABASE_URL} to a server where the role may CREATE DATABASE, or set Z4J_PG_BINDIR "
+                "to a directory with initdb, pg_ctl and postgres.",
+                pytrace=False,
+            )
+        yield server
 
 
 def _ini_path(config: pytest.Config, key: str) -> Path | None:
@@ -156,11 +117,8 @@ def z4j_config(request: pytest.FixtureRequest) -> Z4jConfig:
 @pytest.fixture
 def z4j_database_url(z4j_server: Z4jServer) -> Iterator[str]:
     """A fresh, empty database for one test; dropped afterwards."""
-    name = z4j_server.create_database()
-    try:
-        yield z4j_server.url_for(name)
-    finally:
-        z4j_server.drop_database(name)
+    with z4j_server.database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,67 +1,50 @@
 """A corpus of bad inputs, one test each, all run through the CLI as an operator would.
 
 Every case starts from the same database (two revisions applied), breaks one
-thing (a file, a directive, the URL, a role, an environment value, an
-argument, the directory), runs `z4j-migrate` and demands:
+thing (a file, the URL, a role, an argument, the directory), runs `z4j-migrate`
+and demands:
 
 - the exit code documented in z4j_migrate/errors.py;
 - exactly one line on stderr, starting `error: `, naming what is wrong and where;
 - no traceback;
 - the catalog and the bookkeeping identical to before (state_fingerprint).
+
+The cases that fail before any database is touched (file names, pairing, directives,
+encoding, forbidden SQL, z4j-migrate.toml, bad URLs and environment values) live in
+tests/bad_inputs.py and run in-process in tests/unit/test_bad_input_fast.py; here
+one of them per exit code runs end to end, beside the cases that need a database,
+the CLI's argument parsing or another user.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
-from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
+from bad_inputs import BASE, PURE, Bad, Scene, setting_case
+from bad_inputs import case as register_case
 from helpers import REPO, query, run_cli, state_fingerprint, write_pair
 from pgauth import login_role, password_checked
-from psycopg import sql
 
 import z4j_migrate
 
-BASE = [
-    ("0001_users", "CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL);", "DROP TABLE users;"),
-    ("0002_posts", "CREATE TABLE posts (id bigint PRIMARY KEY, user_id bigint REFERENCES users);", "DROP TABLE posts;"),
-]
 
-
-@dataclass
-class Ctx:
-    folder: Path
+@dataclass(kw_only=True)
+class Ctx(Scene):
     url: str
     dbname: str
     pg_server: object
     stack: ExitStack
-    args: list[str] = field(default_factory=lambda: ["upgrade"])
-    env: dict[str, str] = field(default_factory=dict)
     as_user: tuple[int, int] | None = None  # run the CLI as this uid/gid (permission cases, as root)
-
-    def write(self, name: str, content: str | bytes) -> Path:
-        path = self.folder / name
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content, encoding="utf-8")
-        return path
-
-    def pair(self, rev_id: str, up: str | bytes, down: str | bytes = "SELECT 1;\n") -> None:
-        self.write(f"{rev_id}.up.sql", up)
-        self.write(f"{rev_id}.down.sql", down)
-
-    def where(self, name: str, line: int | None = None) -> str:
-        return f"{self.folder / name}:{line}:" if line else f"{self.folder / name}"
 
     def url_with(self, **params: str) -> str:
         info = psycopg.conninfo.conninfo_to_dict(self.url)
@@ -69,221 +52,15 @@ class Ctx:
         return psycopg.conninfo.make_conninfo(**info)
 
 
-@dataclass(frozen=True)
-class Bad:
-    id: str
-    code: int
-    setup: Callable[[Ctx], None]
-    needles: Callable[[Ctx], tuple[str, ...]]
-
-
-CASES: list[Bad] = []
-
-
-def case(code: int, needles: Callable[[Ctx], tuple[str, ...]]):
-    def register(fn: Callable[[Ctx], None]) -> Callable[[Ctx], None]:
-        CASES.append(Bad(fn.__name__, code, fn, needles))
-        return fn
-
-    return register
-
-
-MALFORMED = "malformed revision file name"
-
-
-# --------------------------------------------------------------------------- file names (exit 3)
-
-
-def _bad_name(name: str) -> Callable[[Ctx], None]:
-    def setup(ctx: Ctx) -> None:
-        ctx.write(name, "-- message: m\nSELECT 1;\n")
-
-    return setup
-
-
-for _id, _name in [
-    ("name_three_digits", "003_short.up.sql"),
-    ("name_uppercase", "0003_AddThing.up.sql"),
-    ("name_dash", "0003_add-thing.up.sql"),
-    ("name_double_underscore", "0003_add__thing.up.sql"),
-    ("name_trailing_underscore", "0003_thing_.up.sql"),
-    ("name_without_kind", "0003_thing.sql"),
-    ("name_wrong_kind", "0003_thing.upgrade.sql"),
-    ("name_with_space", "0003_add thing.up.sql"),
-    ("name_non_ascii", "0003_caf\u00e9.up.sql"),
-    ("name_without_number", "add_thing.up.sql"),
-]:
-    CASES.append(Bad(_id, 3, _bad_name(_name), lambda ctx, n=_name: (MALFORMED, ctx.where(n))))
-
-
-# --------------------------------------------------------------------------- pairing and numbering (exit 3)
-
-
-@case(3, lambda ctx: ("has no matching 0003_lonely.down.sql", ctx.where("0003_lonely.up.sql")))
-def unpaired_up(ctx: Ctx) -> None:
-    ctx.write("0003_lonely.up.sql", "-- message: m\nCREATE TABLE lonely (id int);\n")
-
-
-@case(3, lambda ctx: ("has no matching 0003_lonely.up.sql", ctx.where("0003_lonely.down.sql")))
-def unpaired_down(ctx: Ctx) -> None:
-    ctx.write("0003_lonely.down.sql", "DROP TABLE lonely;\n")
-
-
-@case(3, lambda ctx: ("duplicate revision number 3: 0003_a and 0003_b",))
-def duplicate_number(ctx: Ctx) -> None:
-    ctx.pair("0003_a", "-- message: a\nCREATE TABLE a (id int);\n")
-    ctx.pair("0003_b", "-- message: b\nCREATE TABLE b (id int);\n")
-
-
-@case(3, lambda ctx: ("duplicate revision number 3", "00003_b"))
-def duplicate_number_by_padding(ctx: Ctx) -> None:
-    ctx.pair("0003_a", "-- message: a\nCREATE TABLE a (id int);\n")
-    ctx.pair("00003_b", "-- message: b\nCREATE TABLE b (id int);\n")
-
-
-@case(3, lambda ctx: ("duplicate revision number 2", "0002_other"))
-def duplicate_of_an_applied_number(ctx: Ctx) -> None:
-    ctx.pair("0002_other", "-- message: other\nCREATE TABLE other (id int);\n")
-
-
-# --------------------------------------------------------------------------- directives (exit 3)
-
-
-@case(3, lambda ctx: ("missing '-- message:", ctx.where("0003_x.up.sql", 1)))
-def missing_message(ctx: Ctx) -> None:
-    ctx.pair("0003_x", "CREATE TABLE x (id int);\n")
-
-
-@case(3, lambda ctx: ("missing '-- message:", ctx.where("0003_x.up.sql", 1)))
-def empty_message(ctx: Ctx) -> None:
-    ctx.pair("0003_x", "-- message:   \nCREATE TABLE x (id int);\n")
-
-
-@case(3, lambda ctx: ("'-- message:' is given more than once", ctx.where("0003_x.up.sql", 2)))
-def message_twice(ctx: Ctx) -> None:
-    ctx.pair("0003_x", "-- message: one\n-- message: two\nCREATE TABLE x (id int);\n")
-
-
-@case(3, lambda ctx: ("'-- transactional: maybe' must be true or false", ctx.where("0003_x.up.sql", 2)))
-def transactional_not_boolean(ctx: Ctx) -> None:
-    ctx.pair("0003_x", "-- message: m\n-- transactional: maybe\nCREATE TABLE x (id int);\n")
-
-
-@case(3, lambda ctx: ("'-- transactional: yes' must be true or false", ctx.where("0003_x.down.sql", 1)))
-def transactional_not_boolean_in_down(ctx: Ctx) -> None:
-    ctx.pair("0003_x", "-- message: m\nCREATE TABLE x (id int);\n", "-- transactional: yes\nDROP TABLE x;\n")
-
-
-@case(3, lambda ctx: ("unknown directive '-- author:'", ctx.where("0003_x.up.sql", 2)))
-def unknown_directive(ctx: Ctx) -> None:
-    ctx.pair("0003_x", "-- message: m\n-- author: bob\nCREATE TABLE x (id int);\n")
-
-
-@case(3, lambda ctx: ("below the header", ctx.where("0003_x.up.sql", 3)))
-def directive_below_header(ctx: Ctx) -> None:
-    ctx.pair("0003_x", "-- message: m\n\n-- transactional: false\nCREATE INDEX CONCURRENTLY ix ON users (email);\n")
-
-
-@case(3, lambda ctx: ("unknown directive '-- message:' in a .down.sql", ctx.where("0003_x.down.sql", 1)))
-def up_directive_in_down_file(ctx: Ctx) -> None:
-    ctx.pair("0003_x", "-- message: m\nCREATE TABLE x (id int);\n", "-- message: undo\nDROP TABLE x;\n")
-
-
-@case(3, lambda ctx: ("irreversible down must not contain statements", ctx.where("0003_x.down.sql")))
-def irreversible_with_statements(ctx: Ctx) -> None:
-    ctx.pair("0003_x", "-- message: m\nCREATE TABLE x (id int);\n", "-- irreversible: no way back\nDROP TABLE x;\n")
-
-
-@case(3, lambda ctx: ("'-- irreversible:' needs a message", ctx.where("0003_x.down.sql", 1)))
-def irreversible_without_message(ctx: Ctx) -> None:
-    ctx.pair("0003_x", "-- message: m\nCREATE TABLE x (id int);\n", "-- irreversible:\n")
-
-
-@case(3, lambda ctx: ("'-- preflight:' needs a query", ctx.where("0003_x.down.sql", 1)))
-def preflight_without_query(ctx: Ctx) -> None:
-    ctx.pair("0003_x", "-- message: m\nCREATE TABLE x (id int);\n", "-- preflight:\nDROP TABLE x;\n")
-
-
-@case(3, lambda ctx: ("has no SQL statements; write the undo", ctx.where("0003_x.down.sql")))
-def down_without_sql(ctx: Ctx) -> None:
-    ctx.pair("0003_x", "-- message: m\nCREATE TABLE x (id int);\n", "-- nothing to undo?\n")
-
-
-# --------------------------------------------------------------------------- encoding and empty files (exit 3)
-
-
-@case(3, lambda ctx: ("not valid UTF-8 (byte 0xff", ctx.where("0003_x.up.sql", 2)))
-def invalid_utf8_in_up(ctx: Ctx) -> None:
-    ctx.pair("0003_x", b"-- message: m\nCOMMENT ON TABLE users IS '\xff';\n")
-
-
-@case(3, lambda ctx: ("not valid UTF-8 (byte 0xe9", ctx.where("0003_x.down.sql", 1)))
-def invalid_utf8_latin1_in_down(ctx: Ctx) -> None:
-    ctx.pair("0003_x", "-- message: m\nCREATE TABLE x (id int);\n", "DROP TABLE x; -- caf\u00e9\n".encode("latin-1"))
-
-
-@case(3, lambda ctx: ("not valid UTF-8", ctx.where("0003_x.up.sql", 1)))
-def utf16_file(ctx: Ctx) -> None:
-    ctx.pair("0003_x", "-- message: m\nCREATE TABLE x (id int);\n".encode("utf-16"))
-
-
-@case(3, lambda ctx: ("missing '-- message:", ctx.where("0003_x.up.sql", 1)))
-def empty_up_file(ctx: Ctx) -> None:
-    ctx.pair("0003_x", b"")
-
-
-@case(3, lambda ctx: ("has no SQL statements", ctx.where("0003_x.down.sql")))
-def empty_down_file(ctx: Ctx) -> None:
-    ctx.pair("0003_x", "-- message: m\nCREATE TABLE x (id int);\n", b"")
-
-
-@case(3, lambda ctx: ("has no SQL statements", ctx.where("0003_x.up.sql")))
-def comments_only_up_file(ctx: Ctx) -> None:
-    ctx.pair("0003_x", "-- message: m\n-- CREATE TABLE x (id int);\n\n-- (forgot the SQL)\n")
-
-
-@case(3, lambda ctx: ("NUL", ctx.where("0003_x.up.sql", 2)))
-def nul_byte_in_sql(ctx: Ctx) -> None:
-    ctx.pair("0003_x", b"-- message: m\nCREATE TABLE x (id int);\x00\n", "DROP TABLE x;\n")
-
-
-# --------------------------------------------------------------------------- SQL (exit 3 before running, 1 at run time)
-
-
-@case(3, lambda ctx: ("SQL syntax error at column", ctx.where("0003_x.up.sql", 4)))
-def syntax_error_in_up(ctx: Ctx) -> None:
-    ctx.pair("0003_x", "-- message: m\nCREATE TABLE x (\n  id int,\n  name text,,\n);\n", "DROP TABLE x;\n")
-
-
-@case(3, lambda ctx: ("SQL syntax error", ctx.where("0003_x.down.sql", 1)))
-def syntax_error_in_down(ctx: Ctx) -> None:
-    ctx.pair("0003_x", "-- message: m\nCREATE TABLE x (id int);\n", "DROPP TABLE x;\n")
-
-
-@case(3, lambda ctx: ("transaction control (COMMIT", "transactional file", ctx.where("0003_x.up.sql", 3)))
-def commit_in_transactional_file(ctx: Ctx) -> None:
-    ctx.pair("0003_x", "-- message: m\nCREATE TABLE x (id int);\nCOMMIT;\nCREATE TABLE y (id int);\n")
-
-
-@case(3, lambda ctx: ("transaction control (BEGIN", "non-transactional file", ctx.where("0003_x.up.sql", 3)))
-def begin_in_non_transactional_file(ctx: Ctx) -> None:
-    ctx.pair(
-        "0003_x",
-        "-- message: m\n-- transactional: false\nBEGIN;\nCREATE INDEX CONCURRENTLY ix ON users (email);\n",
-        "DROP INDEX CONCURRENTLY IF EXISTS ix;\n",
-    )
-
-
-@case(3, lambda ctx: ("transaction control (ROLLBACK", ctx.where("0003_x.down.sql", 2)))
-def rollback_in_down_file(ctx: Ctx) -> None:
-    ctx.pair("0003_x", "-- message: m\nCREATE TABLE x (id int);\n", "DROP TABLE x;\nROLLBACK;\n")
-
-
-@case(3, lambda ctx: ("DROP EXTENSION is not allowed in a down file", ctx.where("0003_x.down.sql", 2)))
-def drop_extension_in_down_file(ctx: Ctx) -> None:
-    ctx.pair(
-        "0003_x", "-- message: m\nCREATE TABLE x (id int);\n", "DROP TABLE x;\nDROP EXTENSION IF EXISTS pgcrypto;\n"
-    )
+CASES: list[Bad] = []  # the cases that need the database, the CLI or another user
+case = functools.partial(register_case, into=CASES)
+setting = functools.partial(setting_case, into=CASES)
+# One offline case per exit code, end to end: the CLI turns the library's error into its exit
+# code and one line, and touches nothing.
+END_TO_END = {"syntax_error_in_up": 3, "url_wrong_scheme": 2}
+
+
+# --------------------------------------------------------------------------- SQL that fails at run time (exit 1)
 
 
 @case(1, lambda ctx: ("boom at statement 3", ctx.where("0003_raise.up.sql"), "rolled back"))
@@ -302,22 +79,7 @@ def revision_fails_at_run_time(ctx: Ctx) -> None:
     ctx.pair("0004_after", "-- message: m\nCREATE TABLE after_div (id int);\n", "DROP TABLE after_div;\n")
 
 
-# --------------------------------------------------------------------------- z4j-migrate.toml
-
-
-@case(3, lambda ctx: ("cannot be parsed", ctx.where("z4j-migrate.toml")))
-def config_file_syntax(ctx: Ctx) -> None:
-    ctx.write("z4j-migrate.toml", "extensions = [\n")
-
-
-@case(3, lambda ctx: ("unknown setting(s) ['schema']", ctx.where("z4j-migrate.toml")))
-def config_file_unknown_key(ctx: Ctx) -> None:
-    ctx.write("z4j-migrate.toml", 'schema = "x"\n')
-
-
-@case(3, lambda ctx: ("is not an extension name", ctx.where("z4j-migrate.toml")))
-def config_file_hostile_extension_name(ctx: Ctx) -> None:
-    ctx.write("z4j-migrate.toml", 'extensions = ["pgcrypto; DROP TABLE users"]\n')
+# --------------------------------------------------------------------------- z4j-migrate.toml (exit 1)
 
 
 @case(1, lambda ctx: ("extension no_such_extension_zz is not available",))
@@ -352,47 +114,21 @@ def downgrade_across_an_edited_revision(ctx: Ctx) -> None:
     ctx.args = ["downgrade", "--steps", "1", "--yes"]
 
 
-# --------------------------------------------------------------------------- URLs, hosts, credentials
+# --------------------------------------------------------------------------- hosts, credentials, privileges (exit 7)
 
 
-@case(2, lambda ctx: ("Z4J_DATABASE_URL", "unsupported URL scheme 'mysql'"))
-def url_wrong_scheme(ctx: Ctx) -> None:
-    ctx.env["Z4J_DATABASE_URL"] = "mysql://root@127.0.0.1/app"
-
-
-@case(2, lambda ctx: ("--database-url", "is neither a postgresql:// URL nor a libpq"))
-def url_garbage(ctx: Ctx) -> None:
-    ctx.args = ["upgrade", "--database-url", "localhost"]
-
-
-@case(2, lambda ctx: ("Z4J_DATABASE_URL", "port '99999' is not a number between 1 and 65535"))
-def url_port_out_of_range(ctx: Ctx) -> None:
-    ctx.env["Z4J_DATABASE_URL"] = "postgresql://postgres@127.0.0.1:99999/app"
-
-
-@case(2, lambda ctx: ("Z4J_DATABASE_URL", "cannot be parsed", "invalid percent-encoded token"))
-def url_bad_percent_encoding(ctx: Ctx) -> None:
-    ctx.env["Z4J_DATABASE_URL"] = "postgresql://postgres@127.0.0.1/app%zz"
-
-
-@case(2, lambda ctx: ("Z4J_DATABASE_URL", "cannot be parsed"))
-def url_unknown_parameter(ctx: Ctx) -> None:
-    ctx.env["Z4J_DATABASE_URL"] = "postgresql://postgres@127.0.0.1/app?colour=blue"
-
-
-@case(2, lambda ctx: ("No database given", "Z4J_DATABASE_URL"))
-def url_empty(ctx: Ctx) -> None:
-    ctx.env["Z4J_DATABASE_URL"] = "   "
-
-
-@case(7, lambda ctx: ("cannot connect to postgresql://postgres@no-such-host.invalid", "no-such-host.invalid"))
-def unknown_host(ctx: Ctx) -> None:
-    ctx.env["Z4J_DATABASE_URL"] = "postgresql://postgres@no-such-host.invalid:5432/app"
-
-
-@case(7, lambda ctx: ("cannot connect to postgresql://postgres@127.0.0.1:1/", "refused"))
-def nothing_listening(ctx: Ctx) -> None:
-    ctx.env["Z4J_DATABASE_URL"] = "postgresql://postgres@127.0.0.1:1/app"
+setting(
+    "unknown_host",
+    7,
+    ("cannot connect to postgresql://postgres@no-such-host.invalid", "no-such-host.invalid"),
+    env={"Z4J_DATABASE_URL": "postgresql://postgres@no-such-host.invalid:5432/app"},
+)
+setting(
+    "nothing_listening",
+    7,
+    ("cannot connect to postgresql://postgres@127.0.0.1:1/", "refused"),
+    env={"Z4J_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/app"},
+)
 
 
 @case(7, lambda ctx: ("cannot connect to", ":***@", "password authentication failed", "Check the user, password"))
@@ -430,44 +166,16 @@ def role_cannot_read_the_bookkeeping(ctx: Ctx) -> None:
 @case(7, lambda ctx: ("CREATE", "schema public", "GRANT"))
 def role_cannot_create_the_bookkeeping(ctx: Ctx) -> None:
     role = ctx.stack.enter_context(login_role(ctx.pg_server, prefix="nocreate"))
-    with psycopg.connect(ctx.url, autocommit=True) as conn:  # start from an empty database
-        conn.execute(
-            "DROP TABLE posts, users, _yoyo_migration, _yoyo_log, _yoyo_version, _z4j_migrate_revision,"
-            " _z4j_migrate_progress"
-        )
-        conn.execute(sql.SQL("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
+    _empty(ctx.url)  # start from an empty database
+    query(ctx.url, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
     ctx.env["Z4J_DATABASE_URL"] = ctx.url_with(user=role)
-
-
-# --------------------------------------------------------------------------- environment values (exit 2)
-
-
-def _env_case(name: str, value: str, *needles: str) -> None:
-    def setup(ctx: Ctx) -> None:
-        ctx.env[name] = value
-
-    CASES.append(Bad(f"env_{name.lower()}_{value.strip() or 'blank'}", 2, setup, lambda ctx: (name, *needles)))
-
-
-_env_case("Z4J_LOCK_TIMEOUT", "soon", "'soon' is not a number of seconds")
-_env_case("Z4J_LOCK_TIMEOUT", "-5", "must be a finite number of seconds")
-_env_case("Z4J_LOCK_TIMEOUT", "nan", "must be a finite number of seconds")
-_env_case("Z4J_LOCK_TIMEOUT", "inf", "must be a finite number of seconds")
-
-
-@case(2, lambda ctx: ("/nonexistent/revisions does not exist", "Z4J_MIGRATIONS_DIR"))
-def env_migrations_dir_missing(ctx: Ctx) -> None:
-    ctx.env["Z4J_MIGRATIONS_DIR"] = "/nonexistent/revisions"
 
 
 # --------------------------------------------------------------------------- CLI arguments (exit 2)
 
 
 def _arg_case(case_id: str, args: list[str], *needles: str) -> None:
-    def setup(ctx: Ctx) -> None:
-        ctx.args = list(args)
-
-    CASES.append(Bad(case_id, 2, setup, lambda ctx: needles))
+    setting(case_id, 2, needles, args=args)
 
 
 _arg_case("arg_lock_timeout_negative", ["upgrade", "--lock-timeout", "-1"], "--lock-timeout -1")
@@ -483,17 +191,7 @@ _arg_case("arg_hostile_schema", ["upgrade", "--schema", "public; DROP TABLE user
 _arg_case("arg_schema_too_long", ["status", "--schema", "s" * 64], "not a plain identifier")
 
 
-# --------------------------------------------------------------------------- the migrations directory
-
-
-@case(2, lambda ctx: ("/nonexistent/revisions does not exist", "--migrations-dir"))
-def dir_does_not_exist(ctx: Ctx) -> None:
-    ctx.args = ["upgrade", "--migrations-dir", "/nonexistent/revisions"]
-
-
-@case(2, lambda ctx: ("is not a directory", "0001_users.up.sql"))
-def dir_is_a_file(ctx: Ctx) -> None:
-    ctx.env["Z4J_MIGRATIONS_DIR"] = str(ctx.folder / "0001_users.up.sql")
+# --------------------------------------------------------------------------- the migrations directory, as another user
 
 
 def _unprivileged(ctx: Ctx) -> None:
@@ -529,12 +227,8 @@ def revision_file_unreadable(ctx: Ctx) -> None:
 @pytest.fixture(scope="module")
 def corpus_db(pg_server):
     """One database for the corpus, emptied before each case (CREATE DATABASE costs ~0.3 s a case)."""
-    name = f"bad_{uuid.uuid4().hex[:12]}"
-    query(pg_server.admin_url, f"CREATE DATABASE {name}")
-    try:
-        yield pg_server.url_for(name)
-    finally:
-        query(pg_server.admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with pg_server.database("bad_") as url:
+        yield url
 
 
 def _empty(url: str) -> None:
@@ -561,7 +255,7 @@ def world(pg_server, corpus_db):
     z4j_migrate.upgrade(database_url=database_url, migrations_dir=folder)
     dbname = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
     with ExitStack() as stack:
-        yield Ctx(folder, database_url, dbname, pg_server, stack)
+        yield Ctx(folder, url=database_url, dbname=dbname, pg_server=pg_server, stack=stack)
         folder.chmod(0o755)
         for child in folder.iterdir():
             child.chmod(0o644)
@@ -596,12 +290,18 @@ def _run(ctx: Ctx) -> subprocess.CompletedProcess[str]:
     )
 
 
+RUN_HERE = CASES + [c for c in PURE if c.id in END_TO_END]
+
+
 def test_the_corpus_is_big_enough():
-    assert len(CASES) >= 40
-    assert len({c.id for c in CASES}) == len(CASES)
+    """Offline and here together: every case once, and one offline case per exit code end to end."""
+    everything = [c.id for c in CASES + PURE]
+    assert len(everything) >= 90 and len(set(everything)) == len(everything)
+    assert {c.id: c.code for c in PURE if c.id in END_TO_END} == END_TO_END
+    assert set(END_TO_END.values()) == {c.code for c in PURE}
 
 
-@pytest.mark.parametrize("bad", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("bad", RUN_HERE, ids=[c.id for c in RUN_HERE])
 def test_bad_input(world: Ctx, bad: Bad):
     bad.setup(world)
     before = state_fingerprint(world.url)

@@ -83,6 +83,7 @@ def test_checksums_and_down_sql_are_stored(database_url, migrations):
     from z4j_migrate.revisions import discover
 
     revs = discover(migrations).by_id()
+    assert [r[0] for r in rows] == sorted(revs) and rows
     for rid, algo, up_sum, down_sql in rows:
         assert algo == "sha256"
         assert up_sum == revs[rid].up.checksum
@@ -408,32 +409,25 @@ def _assert_consistent(url: str) -> None:
     assert ordered == [f"{i:04d}_step{i}" for i in range(1, len(ordered) + 1)]  # a prefix: revision boundary
 
 
-def test_kill_9_at_random_moments_leaves_a_revision_boundary(pg_server, migrations):
-    import uuid
-
+def test_kill_9_at_random_moments_leaves_a_revision_boundary(database_url, migrations):
     _kill_trial_dir(migrations)
     rng = random.Random(20261125)
-    name = f"kill_{uuid.uuid4().hex[:8]}"
-    query(pg_server.admin_url, f"CREATE DATABASE {name}")
-    url = pg_server.url_for(name)
+    url = database_url
     env = {k: v for k, v in os.environ.items() if not k.startswith("Z4J_")}
     env.update(Z4J_DATABASE_URL=url, Z4J_MIGRATIONS_DIR=str(migrations))
-    try:
-        for _trial in range(20):
-            if applied_ids(url):
-                z4j_migrate.downgrade(database_url=url, migrations_dir=migrations, to="base")
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "z4j_migrate"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-            time.sleep(rng.uniform(0.15, 0.6))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            _wait_for_orphaned_backend(url)
-            _assert_consistent(url)
-            z4j_migrate.upgrade(database_url=url, migrations_dir=migrations)
-            assert len(applied_ids(url)) == 6
-    finally:
-        query(pg_server.admin_url, f"DROP DATABASE {name} WITH (FORCE)")
+    for _trial in range(20):
+        if applied_ids(url):
+            z4j_migrate.downgrade(database_url=url, migrations_dir=migrations, to="base")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "z4j_migrate"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        time.sleep(rng.uniform(0.15, 0.6))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        _wait_for_orphaned_backend(url)
+        _assert_consistent(url)
+        z4j_migrate.upgrade(database_url=url, migrations_dir=migrations)
+        assert len(applied_ids(url)) == 6
 
 
 def test_eight_processes_at_once_apply_each_revision_once(database_url, migrations):
@@ -489,11 +483,15 @@ def test_password_never_appears_in_any_output(pg_server, database_url, migration
     assert not leaked, leaked[0]
     # Library: exceptions raised to the caller and log records.
     with caplog.at_level("DEBUG", logger="z4j_migrate"):
-        for url in (good, bad_db, bad_host):
-            try:
+        # Each fails: 0004_fail's SQL, an unknown database, an unknown host.
+        for url, error in (
+            (good, z4j_migrate.RevisionFailed),
+            (bad_db, z4j_migrate.ConnectionFailed),
+            (bad_host, z4j_migrate.ConnectionFailed),
+        ):
+            with pytest.raises(error) as raised:
                 z4j_migrate.upgrade(database_url=url, migrations_dir=migrations)
-            except z4j_migrate.Z4jMigrateError as exc:
-                assert secret not in str(exc) and secret not in repr(exc.args)
+            assert secret not in str(raised.value) and secret not in repr(raised.value.args)
     assert secret not in caplog.text
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 
+import digest
 import psycopg
 import pytest
 from helpers import applied_ids, query, scalar, write_pair
@@ -19,27 +20,10 @@ from pgauth import login_role
 from psycopg import sql
 
 import z4j_migrate
-from z4j_migrate import manifest, record
+from z4j_migrate import manifest
 from z4j_migrate.revisions import discover
 
-
-def _stored(url: str) -> int | None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        return record.read_head(conn, "public")
-
-
-def _recomputed(url: str) -> int | None:
-    """What rebuild_head computes from the tables right now (in a transaction that is rolled back)."""
-    with psycopg.connect(url) as conn:
-        conn.execute(record._q("public")["rebuild_head"])
-        value = record.read_head(conn, "public")
-        conn.rollback()
-    return value
-
-
-def _expected(folder, ids: list[str] | None = None) -> int:
-    revs = discover(folder).revisions
-    return record.head_digest((r.id, r.up.checksum, r.down.checksum) for r in revs if ids is None or r.id in ids)
+_stored, _recomputed, _expected = digest.stored, digest.recomputed, digest.expected
 
 
 def _fill(folder, n: int) -> None:
@@ -221,12 +205,12 @@ def test_no_op_with_manifest_reads_no_revision_file(database_url, migrations, mo
     _fill(migrations, 3)
     _hashed(migrations)
     z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations)
-    import z4j_migrate.api as api
+    import z4j_migrate.startup as startup
 
     def refuse(_directory):
         raise AssertionError("the no-op read the revision files")
 
-    monkeypatch.setattr(api, "discover", refuse)
+    monkeypatch.setattr(startup, "discover", refuse)
     assert z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations).applied == ()
     query(database_url, "CREATE TABLE t4 (id int)")  # the database moves on: not a no-op any more
     query(database_url, "DELETE FROM _yoyo_migration WHERE migration_id = '0003_t3'")

@@ -6,16 +6,16 @@ must work with each PostgreSQL we support: Debian's 15 and the npm-fetched 18.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from helpers import run_cli
 
 from z4j_migrate.localpg import (
     LocalPostgres,
@@ -25,7 +25,6 @@ from z4j_migrate.localpg import (
     make_base_dir,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 EXTENSIONS = ("pgcrypto", "citext", "pg_trgm")
 
 
@@ -253,17 +252,7 @@ def test_cli_start_url_stop(base_dir: Path) -> None:
     bindir = _pg15_bindir() or _pg18_bindir()
     if bindir is None:
         pytest.skip("no PostgreSQL binaries available")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "z4j_migrate.localpg", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=REPO,
-            timeout=120,
-        )
+    cli = functools.partial(run_cli, module="z4j_migrate.localpg")
 
     directory = str(base_dir / "cli")
     try:

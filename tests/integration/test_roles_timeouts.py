@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import digest
 import psycopg
 import pytest
 from helpers import REPO, applied_ids, query, run_cli, scalar, write_pair
@@ -26,9 +27,8 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 
 import z4j_migrate
-from z4j_migrate import record
 from z4j_migrate.lock import lock_key
-from z4j_migrate.revisions import checksum, discover
+from z4j_migrate.revisions import checksum
 
 MILLION = 1_000_000
 
@@ -297,11 +297,7 @@ def test_owner_and_application_role_share_the_lock_and_the_head(pg_server, migra
         r = _upgrade(owner_url, migrations)
         assert r.returncode == 0, r.stderr
         assert _exists(owner_url, "public._z4j_migrate_head") and scalar(owner_url, triggers) == 6
-        expected = record.head_digest(
-            (rv.id, rv.up.checksum, rv.down.checksum) for rv in discover(migrations).revisions
-        )
-        with psycopg.connect(owner_url, autocommit=True) as conn:
-            assert record.read_head(conn, "public") == expected
+        assert digest.stored(owner_url) == digest.expected(migrations)
         privileges = (
             "SELECT p.privilege_type FROM pg_class c, aclexplode(c.relacl) p "
             "WHERE c.oid = %s::regclass AND p.grantee = to_regrole(%s) ORDER BY 1"
@@ -329,11 +325,7 @@ def test_owner_and_application_role_share_the_lock_and_the_head(pg_server, migra
         )
         applied = z4j_migrate.upgrade(database_url=app_url, migrations_dir=migrations).applied
         assert [run.id for run in applied] == ["0003_more"]
-        expected = record.head_digest(
-            (rv.id, rv.up.checksum, rv.down.checksum) for rv in discover(migrations).revisions
-        )
-        with psycopg.connect(app_url, autocommit=True) as conn:
-            assert record.read_head(conn, "public") == expected
+        assert digest.stored(app_url) == digest.expected(migrations)
         assert scalar(owner_url, "SELECT count(*) FROM public.items") == 2
 
 

@@ -19,7 +19,8 @@ from pgauth import login_role, password_checked
 from psycopg import sql
 
 import z4j_migrate
-from z4j_migrate import record
+from z4j_migrate import state
+from z4j_migrate.catalog import BOOKKEEPING_TABLES
 from z4j_migrate.config import Settings, parse_database_url, settings_from_env
 
 SECRET = "Xy7-Secret-Pw-3141"  # distinctive: appears nowhere unless we leak it
@@ -48,13 +49,12 @@ def fill(folder: Path, revisions=REVISIONS) -> Path:
 @pytest.fixture
 def owned_db(pg_server):
     """A database owned by a non-superuser role whose password the server checks."""
-    with login_role(pg_server, password=SECRET, prefix="owner") as role:
-        name = pg_server.create_database("sec_", owner=role)
-        try:
-            with password_checked(pg_server, role):
-                yield role, name
-        finally:
-            pg_server.drop_database(name)
+    with (
+        login_role(pg_server, password=SECRET, prefix="owner") as role,
+        pg_server.database("sec_", owner=role) as url,
+        password_checked(pg_server, role),
+    ):
+        yield role, psycopg.conninfo.conninfo_to_dict(url)["dbname"]
 
 
 def _url(pg_server, role: str, dbname: str, password: str = SECRET) -> str:
@@ -156,48 +156,40 @@ USES_EXTENSIONS = [
 def test_database_owner_upgrades_and_downgrades_with_preinstalled_extensions(pg_server, tmp_path):
     folder = fill(tmp_path / "m", USES_EXTENSIONS)
     (folder / "z4j-migrate.toml").write_text(EXTENSIONS)
-    with login_role(pg_server, prefix="owner") as role:
-        dbname = pg_server.create_database("sec_", owner=role)
-        try:
-            query(pg_server.url_for(dbname), "CREATE EXTENSION pgcrypto; CREATE EXTENSION dblink")  # the DBA
-            url = pg_server.url_for(dbname, user=role)
-            assert scalar(url, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user") is False
-            result = z4j_migrate.upgrade(database_url=url, migrations_dir=folder)
-            assert [r.id for r in result.applied] == ["0001_tokens", "0002_index"] and not result.created_extensions
-            assert scalar(url, "SELECT tableowner FROM pg_tables WHERE tablename = '_yoyo_migration'") == role
-            query(url, "INSERT INTO public.tokens DEFAULT VALUES")
-            z4j_migrate.downgrade(database_url=url, migrations_dir=folder, to="base")
-            assert scalar(url, "SELECT to_regclass('public.tokens')") is None
-            assert scalar(url, "SELECT count(*) FROM pg_extension WHERE extname IN ('pgcrypto', 'dblink')") == 2
-            r = run_cli("upgrade", env={"Z4J_DATABASE_URL": url, "Z4J_MIGRATIONS_DIR": str(folder)})
-            assert r.returncode == 0, r.stderr
-        finally:
-            pg_server.drop_database(dbname)
+    with login_role(pg_server, prefix="owner") as role, pg_server.database("sec_", owner=role) as dba_url:
+        query(dba_url, "CREATE EXTENSION pgcrypto; CREATE EXTENSION dblink")  # the DBA
+        url = psycopg.conninfo.make_conninfo(dba_url, user=role)
+        assert scalar(url, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user") is False
+        result = z4j_migrate.upgrade(database_url=url, migrations_dir=folder)
+        assert [r.id for r in result.applied] == ["0001_tokens", "0002_index"] and not result.created_extensions
+        assert scalar(url, "SELECT tableowner FROM pg_tables WHERE tablename = '_yoyo_migration'") == role
+        query(url, "INSERT INTO public.tokens DEFAULT VALUES")
+        z4j_migrate.downgrade(database_url=url, migrations_dir=folder, to="base")
+        assert scalar(url, "SELECT to_regclass('public.tokens')") is None
+        assert scalar(url, "SELECT count(*) FROM pg_extension WHERE extname IN ('pgcrypto', 'dblink')") == 2
+        r = run_cli("upgrade", env={"Z4J_DATABASE_URL": url, "Z4J_MIGRATIONS_DIR": str(folder)})
+        assert r.returncode == 0, r.stderr
 
 
 def test_database_owner_without_the_extensions_gets_told_what_privilege_is_missing(pg_server, tmp_path):
     folder = fill(tmp_path / "m", USES_EXTENSIONS)
     (folder / "z4j-migrate.toml").write_text(EXTENSIONS)
-    with login_role(pg_server, prefix="owner") as role:
-        dbname = pg_server.create_database("sec_", owner=role)
-        try:
-            url = pg_server.url_for(dbname, user=role)
-            with pytest.raises(z4j_migrate.Z4jMigrateError) as info:
-                z4j_migrate.upgrade(database_url=url, migrations_dir=folder)
-            message = str(info.value)
-            assert "extension dblink is not installed" in message and role in message
-            assert "superuser" in message and "CREATE EXTENSION IF NOT EXISTS dblink" in message
-            assert info.value.exit_code == 7
-            r = run_cli("upgrade", env={"Z4J_DATABASE_URL": url, "Z4J_MIGRATIONS_DIR": str(folder)})
-            assert r.returncode == 7 and "dblink" in r.stderr and "Traceback" not in r.stderr
-            assert scalar(url, "SELECT to_regclass('public.tokens')") is None  # no revision ran
-            # Extensions are ensured in one transaction: pgcrypto (trusted, the owner could create it)
-            # is not left behind by a run that stopped at dblink.
-            assert scalar(url, "SELECT count(*) FROM pg_extension WHERE extname = 'pgcrypto'") == 0
-            query(pg_server.url_for(dbname), "CREATE EXTENSION dblink")  # the DBA does as told
-            assert len(z4j_migrate.upgrade(database_url=url, migrations_dir=folder).applied) == 2
-        finally:
-            pg_server.drop_database(dbname)
+    with login_role(pg_server, prefix="owner") as role, pg_server.database("sec_", owner=role) as dba_url:
+        url = psycopg.conninfo.make_conninfo(dba_url, user=role)
+        with pytest.raises(z4j_migrate.Z4jMigrateError) as info:
+            z4j_migrate.upgrade(database_url=url, migrations_dir=folder)
+        message = str(info.value)
+        assert "extension dblink is not installed" in message and role in message
+        assert "superuser" in message and "CREATE EXTENSION IF NOT EXISTS dblink" in message
+        assert info.value.exit_code == 7
+        r = run_cli("upgrade", env={"Z4J_DATABASE_URL": url, "Z4J_MIGRATIONS_DIR": str(folder)})
+        assert r.returncode == 7 and "dblink" in r.stderr and "Traceback" not in r.stderr
+        assert scalar(url, "SELECT to_regclass('public.tokens')") is None  # no revision ran
+        # Extensions are ensured in one transaction: pgcrypto (trusted, the owner could create it)
+        # is not left behind by a run that stopped at dblink.
+        assert scalar(url, "SELECT count(*) FROM pg_extension WHERE extname = 'pgcrypto'") == 0
+        query(dba_url, "CREATE EXTENSION dblink")  # the DBA does as told
+        assert len(z4j_migrate.upgrade(database_url=url, migrations_dir=folder).applied) == 2
 
 
 # --------------------------------------------------------------------------- search_path tricks
@@ -228,7 +220,7 @@ SHADOWED_RELATIONS = [
     "pg_namespace",
     "pg_extension",
 ]
-DECOY_BOOKKEEPING = list(record.TABLES)  # a decoy of every bookkeeping table z4j-migrate uses
+DECOY_BOOKKEEPING = list(state.TABLES)  # a decoy of every bookkeeping table z4j-migrate uses
 
 
 def _plant_decoys(url: str) -> None:
@@ -374,7 +366,7 @@ def test_valid_but_awkward_identifiers_are_quoted(database_url, migrations):
     result = z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations, schema="Order")
     assert len(result.applied) == 2 and result.created_extensions == ("uuid-ossp",)
     in_order = {r[0] for r in query(database_url, "SELECT tablename FROM pg_tables WHERE schemaname = 'Order'")}
-    assert {"_yoyo_migration", "_z4j_migrate_revision", "_z4j_migrate_progress"} <= in_order
+    assert in_order & BOOKKEEPING_TABLES == BOOKKEEPING_TABLES - {"yoyo_lock"}  # yoyo's lock: never ours
     assert scalar(database_url, "SELECT to_regclass('public._yoyo_migration')") is None
     env = {"Z4J_DATABASE_URL": database_url, "Z4J_MIGRATIONS_DIR": str(migrations)}
     r = run_cli("status", "--schema", "Order", env=env)

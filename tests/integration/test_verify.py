@@ -62,8 +62,8 @@ def scratch_databases(url: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def z4j_server(pg_server) -> Z4jServer:
-    """The plugin's server, but the one this suite already runs (no second cluster)."""
-    return Z4jServer(pg_server.admin_url, pg_server.major)
+    """The plugin's server, but the one this suite already runs (no second cluster): the same class."""
+    return pg_server
 
 
 @pytest.fixture(scope="module")

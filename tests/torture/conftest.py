@@ -3,18 +3,20 @@
 - `figures`: what each suite tried and what held, written to
   bench/out/torture-pg<major>.json (git-ignored) when the session ends; the
   numbers in docs/reliability.md come from these files.
-- `own_pg`: a private cluster that the restart tests may crash at will.
+- `own_pg`: a private server (a z4j_migrate.testing.Z4jServer, its cluster in `.local`) that the
+  restart tests may crash at will.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator
 
 import pytest
 from helpers import REPO
+
+from z4j_migrate.testing import local_server
 
 OUT = REPO / "bench" / "out"
 
@@ -50,13 +52,5 @@ def own_pg(pg_server):
         pytest.skip("restart tests start and crash their own server; Z4J_TEST_DATABASE_URL is an external server")
     if pg_server.local is None:
         pytest.skip("restart tests need local PostgreSQL binaries (the session server is a container)")
-    from z4j_migrate.localpg import LocalPostgres, make_base_dir
-
-    base = make_base_dir("z4j-torture-")
-    cluster = LocalPostgres(base, bindir=pg_server.local.bindir, settings={"synchronous_commit": "on"})
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.destroy()
-        shutil.rmtree(base, ignore_errors=True)
+    with local_server("z4j-torture-", bindir=pg_server.local.bindir, settings={"synchronous_commit": "on"}) as own:
+        yield own

@@ -1,4 +1,4 @@
-"""Helpers of the torture suites: warm replica processes, throwaway databases, orphaned backends.
+"""Helpers of the torture suites: warm replica processes and orphaned backends.
 
 `Replica` wraps drive.py, a process that has imported z4j_migrate and waits
 for "go", so that timings and kill moments measure the migration rather than
@@ -12,12 +12,10 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
 from helpers import REPO
-from psycopg import sql
 
 DRIVER = Path(__file__).resolve().parent / "drive.py"
 
@@ -68,18 +66,6 @@ class Replica:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.communicate()
-
-
-def create_db(admin_url: str, prefix: str = "tt") -> str:
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return name
-
-
-def drop_db(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def wait_for_backends_to_go(url: str, application_name: str = "z4j-migrate", timeout: float = 30) -> float:

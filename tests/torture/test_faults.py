@@ -33,7 +33,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from helpers import applied_ids, query, run_cli, scalar, write_pair
-from machinery import Replica, clean_env, create_db, drop_db, wait_for_backends_to_go
+from machinery import Replica, clean_env, wait_for_backends_to_go
 
 import z4j_migrate
 from z4j_migrate.catalog import snapshot
@@ -193,11 +193,8 @@ class Lab:
 
 @pytest.fixture
 def lab(pg_server, migrations):
-    name = create_db(pg_server.admin_url, "fault")
-    try:
-        yield Lab(pg_server.url_for(name), fault_set(migrations))
-    finally:
-        drop_db(pg_server.admin_url, name)
+    with pg_server.database("fault_") as url:
+        yield Lab(url, fault_set(migrations))
 
 
 def _summary(lab: Lab, outcomes: Counter, dropped: list[str], extra: dict) -> dict:
@@ -334,15 +331,14 @@ def wait_for_session(url: str, timeout: float = 10) -> None:
 
 @pytest.fixture
 def crash_lab(own_pg, tmp_path):
-    name = create_db(own_pg.url, "crash")
     folder = tmp_path / "migrations"
     folder.mkdir()
-    try:
-        yield Lab(own_pg.url.rsplit("/", 1)[0] + f"/{name}", fault_set(folder)), own_pg
-    finally:
-        if not own_pg.is_running():
-            own_pg.start()
-        drop_db(own_pg.url, name)
+    with own_pg.database("crash_") as url:
+        try:
+            yield Lab(url, fault_set(folder)), own_pg.local
+        finally:
+            if not own_pg.local.is_running():
+                own_pg.local.start()  # before the database is dropped
 
 
 def test_server_restarted_immediately_during_a_run(crash_lab, figures):

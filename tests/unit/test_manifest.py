@@ -12,9 +12,9 @@ from z4j_migrate import manifest
 from z4j_migrate.config import BUNDLED_DIR
 from z4j_migrate.errors import RevisionFileError
 from z4j_migrate.manifest import MANIFEST_FILE
-from z4j_migrate.record import head_digest
 from z4j_migrate.revisions import CONFIG_FILE, RevisionSet, checksum, discover, normalise
 from z4j_migrate.scaffold import new_revision
+from z4j_migrate.state import head_digest
 
 TOML = 'extensions = ["citext"]\n'
 FILES = ["0001_a.down.sql", "0001_a.up.sql", "0002_b.down.sql", "0002_b.up.sql"]
@@ -97,7 +97,9 @@ def test_read_after_write_lists_every_sql_file_and_the_toml_with_its_checksum(ha
 def test_file_checksums_are_the_ones_discover_computes(hashed: Path) -> None:
     got = manifest.read(hashed)
     assert got is not None
-    for rev in discover(hashed).revisions:
+    revisions = discover(hashed).revisions
+    assert len(revisions) == len(FILES) // 2
+    for rev in revisions:
         assert got.files[os.path.basename(rev.up.path)] == rev.up.checksum
         assert got.files[os.path.basename(rev.down.path)] == rev.down.checksum
 

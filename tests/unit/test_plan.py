@@ -6,8 +6,8 @@ import pytest
 
 from z4j_migrate.errors import ConfigError, DriftError, IrreversibleRevision
 from z4j_migrate.plan import DowngradeStep, check_reversible, downgrade_targets, find_drift, plan_upgrade
-from z4j_migrate.record import AppliedRow, DbState
 from z4j_migrate.revisions import parse_pair
+from z4j_migrate.state import AppliedRow, DbState
 
 
 def rev(n: int, slug: str = "r", down: str = "SELECT 1;"):
