@@ -2,7 +2,9 @@
 
 One snapshot function is shared by ``verify`` (prove a down migration restores the
 schema the up found), ``schema`` (generate docs/schema.md) and the tests, so all three
-agree on what counts as part of the schema.
+agree on what counts as part of the schema.  A snapshot renders as JSON
+(:func:`render_json`), as the Markdown reference (:func:`render_markdown`) or as a
+Mermaid ``erDiagram`` of its tables and foreign keys (:func:`render_mermaid`).
 
 Design notes:
 
@@ -28,7 +30,7 @@ import json
 import re
 import textwrap
 from collections import defaultdict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,12 +41,14 @@ __all__ = [
     "BOOKKEEPING_FUNCTIONS",
     "BOOKKEEPING_TABLES",
     "KINDS",
+    "SCHEMA_FORMATS",
     "Difference",
     "Snapshot",
     "diff",
     "object_names",
     "render_json",
     "render_markdown",
+    "render_mermaid",
     "snapshot",
 ]
 
@@ -1138,15 +1142,317 @@ class _Markdown:
         self.attached_para(key)
 
 
-def schema_reference(conn: psycopg.Connection, *, as_json: bool = False) -> str:
-    """The reference text of `z4j-migrate schema` and docs/schema.md.
+# ------------------------------------------------------------------------- Mermaid
+#
+# The renderer reads keys and foreign keys back from the definitions PostgreSQL prints
+# (pg_get_constraintdef, pg_get_indexdef), so the snapshot needs nothing more than it has.
 
-    Session settings are pinned first so the text does not depend on who runs it
-    (time zone in partition bounds, search_path in type names).
+_IDENT = r'(?:"(?:[^"]|"")*"|[^\s(),."]+)'
+_UNIQUE_INDEX = re.compile(rf"^CREATE UNIQUE INDEX {_IDENT} ON (?:ONLY )?{_IDENT}(?:\.{_IDENT})? USING {_IDENT} ")
+_REFERENCES = re.compile(rf"\s*REFERENCES ({_IDENT}(?:\.{_IDENT})?)\(")
+_KEY_ELEMENT = re.compile(rf"^(?:PERIOD\s+)?({_IDENT})(?:\s.*)?$", re.S)
+# Multi-word type names as one word (PostgreSQL's own short names where it has them).
+_MERMAID_TYPES = {
+    "timestamp with time zone": "timestamptz",
+    "timestamp without time zone": "timestamp",
+    "time with time zone": "timetz",
+    "time without time zone": "time",
+    "character varying": "varchar",
+    "character": "char",
+    "bit varying": "varbit",
+    "double precision": "float8",
+}
+_MERMAID_KEYWORDS = {"PK", "FK", "UK"}  # a bare attribute word that Mermaid would read as a key
+_MERMAID_COMMENT_MAX = 80
+
+
+def _scan(text: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """(index, character, parenthesis depth) of each character from `start`, skipping quoted text."""
+    depth, quote = 0, ""
+    for i in range(start, len(text)):
+        ch = text[i]
+        if quote:
+            if ch == quote:
+                quote = ""  # a doubled quote closes and reopens: same outcome
+            continue
+        if ch in "\"'":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        yield i, ch, depth
+
+
+def _group(text: str, start: int) -> tuple[str, int] | None:
+    """What the first parentheses at or after `start` enclose, and the index after them."""
+    opened = None
+    for i, ch, depth in _scan(text, start):
+        if ch == "(" and opened is None:
+            opened = i
+        elif ch == ")" and depth == 0 and opened is not None:
+            return text[opened + 1 : i], i + 1
+    return None
+
+
+def _split_top(text: str, sep: str) -> list[str]:
+    """`text` cut at each `sep` outside quotes and parentheses."""
+    cuts = [i for i, ch, depth in _scan(text) if ch == sep and depth == 0]
+    bounds = [-1, *cuts, len(text)]
+    return [text[a + 1 : b].strip() for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+def _unquote(ident: str) -> str:
+    if len(ident) >= 2 and ident.startswith('"') and ident.endswith('"'):
+        return ident[1:-1].replace('""', '"')
+    return ident
+
+
+def _key_columns(inner: str) -> list[str] | None:
+    """The columns of a key's column list; None when one of its elements is an expression."""
+    names = []
+    for element in _split_top(inner, ","):
+        match = _KEY_ELEMENT.match(element)
+        if match is None:
+            return None
+        names.append(_unquote(match[1]))
+    return names
+
+
+def _constraint_columns(definition: str) -> list[str] | None:
+    """The columns of "PRIMARY KEY (a, b)", "UNIQUE NULLS NOT DISTINCT (a)" and the like."""
+    group = _group(definition, 0)
+    return _key_columns(group[0]) if group else None
+
+
+def _unique_index_columns(definition: str) -> list[str] | None:
+    """The columns of a unique index over plain columns, without WHERE; None for any other index."""
+    match = _UNIQUE_INDEX.match(definition)
+    group = _group(definition, match.end()) if match else None
+    if group is None or " WHERE " in definition[group[1] :]:
+        return None
+    return _key_columns(group[0])
+
+
+def _foreign_key(definition: str) -> tuple[list[str], str] | None:
+    """The referencing columns and the referenced table (a snapshot key) of a foreign key's definition."""
+    if not definition.startswith("FOREIGN KEY"):
+        return None
+    group = _group(definition, len("FOREIGN KEY"))
+    match = _REFERENCES.match(definition, group[1]) if group else None
+    columns = _key_columns(group[0]) if group else None
+    if match is None or not columns:
+        return None
+    parts = [_unquote(p) for p in _split_top(match[1], ".")]
+    return columns, (parts[0] if len(parts) == 1 else _qual(parts[0], parts[1]))
+
+
+def _mermaid_word(text: str) -> str:
+    """`text` as one attribute word Mermaid reads the same way in every version: [A-Za-z_][A-Za-z0-9_]*."""
+    word = re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_") or "_"
+    if word[0].isdigit():
+        word = "_" + word
+    return word + "_" if word.upper() in _MERMAID_KEYWORDS else word
+
+
+def _mermaid_type(sql_type: str) -> str:
+    """A column's type as one Mermaid word.
+
+    ``timestamp with time zone`` -> ``timestamptz`` (and the other multi-word names to
+    PostgreSQL's short ones), modifiers as suffixes (``character varying(255)`` ->
+    ``varchar_255``, ``numeric(10,2)`` -> ``numeric_10_2``), one ``_array`` per ``[]``
+    (``text[]`` -> ``text_array``), and any other character outside ``[A-Za-z0-9_]``
+    as ``_`` (``other.kind`` -> ``other_kind``).
     """
+    text = sql_type.strip()
+    arrays = 0
+    while text.endswith("[]"):
+        text, arrays = text[:-2].rstrip(), arrays + 1
+    modifiers: list[str] = []
+    group = _group(text, 0) if "(" in text else None
+    if group is not None:
+        inner, end = group
+        modifiers = [m.strip() for m in inner.split(",") if m.strip()]
+        text = (text[: end - len(inner) - 2] + " " + text[end:]).strip()
+    text = _MERMAID_TYPES.get(" ".join(text.split()), text)
+    return _mermaid_word("_".join([text, *modifiers] + ["array"] * arrays))
+
+
+def _mermaid_quoted(text: str) -> str:
+    """A quoted entity name or label: the characters a quoted Mermaid string cannot hold become "_"."""
+    return '"' + re.sub(r'["%\\\r\n\v\b]', "_", text) + '"'
+
+
+def _mermaid_comment(text: str) -> str:
+    text = _one_line(text).strip().replace('"', "'")
+    if len(text) > _MERMAID_COMMENT_MAX:
+        text = text[: _MERMAID_COMMENT_MAX - 1].rstrip() + "…"
+    return f'"{text}"'
+
+
+@dataclass(frozen=True)
+class _Relationship:
+    parent: str
+    child: str
+    label: str
+    mandatory: bool  # every referencing column NOT NULL: each child row has exactly one parent
+    one_to_one: bool  # a unique key of the child lies within the referencing columns
+    identifying: bool  # the referencing columns lie within the child's primary key
+
+    def line(self) -> str:
+        left = "||" if self.mandatory else "|o"
+        right = "o|" if self.one_to_one else "o{"
+        link = "--" if self.identifying else ".."
+        parent, child = _mermaid_quoted(self.parent), _mermaid_quoted(self.child)
+        return f"    {parent} {left}{link}{right} {child} : {_mermaid_quoted(self.label)}"
+
+
+def render_mermaid(snap: Snapshot) -> str:
+    """Tables and foreign keys as a Mermaid ``erDiagram``: same schema in, byte-identical text out.
+
+    * One entity per table, sorted by name, always quoted (``"users"``, ``"audit.log"``): a
+      quoted name may hold a schema's dot and cannot clash with Mermaid's keywords (a table
+      called ``end``, ``one`` or ``style`` breaks an unquoted diagram).
+    * Partitions are folded into their root table, as in the Markdown reference: no entity of
+      their own, a ``%%`` comment over the table names them.  The foreign keys PostgreSQL clones
+      for partitions (of the referencing or the referenced table) are left out, the one they were
+      cloned from stands for them; a foreign key only a partition has, or one that points at a
+      partition, is drawn at the root table, its label saying where it is ("fk (on events_2024)").
+    * Attributes are the columns in table order: ``type name keys "comment"``, the type one word
+      (:func:`_mermaid_type`), ``PK`` for primary-key columns, ``FK`` for referencing ones, ``UK``
+      for a column that is a unique key alone (a unique constraint or a unique index without
+      WHERE); the column's comment, if it has one, cut to 80 characters.
+    * One relationship per foreign key, labelled with its name, the referenced table on the left:
+      ``||`` when every referencing column is NOT NULL, ``|o`` otherwise; ``o|`` (one to one)
+      when a unique key of the referencing table lies within its columns, ``o{`` otherwise; a
+      solid line (identifying) when they lie within its primary key, dashed otherwise.
+    """
+    return _Mermaid(snap).render()
+
+
+class _Mermaid:
+    """One rendering: keys and foreign keys of each table, read from their definitions."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.tables = snap.get("table", {})
+        self.columns = _by_table(snap.get("column", {}), _column_name)
+        self.comments = {d["object"]: d["text"] for d in snap.get("comment", {}).values()}
+        self.parent_of = {d["child"]: d["parent"] for d in snap.get("partition", {}).values()}
+        self.primary: dict[str, set[str]] = defaultdict(set)
+        self.unique: dict[str, list[frozenset[str]]] = defaultdict(list)
+        for _name, desc in sorted(snap.get("constraint", {}).items()):
+            if desc["type"] == "primary key":
+                self.primary[desc["table"]].update(_constraint_columns(desc["definition"]) or ())
+        for desc in snap.get("index", {}).values():
+            columns = _unique_index_columns(desc["definition"])
+            if columns:
+                self.unique[desc["table"]].append(frozenset(columns))
+        self.referencing: dict[str, set[str]] = defaultdict(set)  # drawn table -> its FK columns
+        self.relationships = self.find_relationships(snap.get("constraint", {}))
+
+    def root(self, table: str) -> str:
+        seen = {table}
+        while table in self.parent_of and self.parent_of[table] not in seen:
+            table = self.parent_of[table]
+            seen.add(table)
+        return table
+
+    def find_relationships(self, constraints: dict[str, Any]) -> list[_Relationship]:
+        found: dict[tuple[str, str, str], _Relationship] = {}
+        for key, desc in sorted(constraints.items()):
+            table = desc["table"]
+            # Inherited: PostgreSQL's clone for a partition of the referencing or the referenced
+            # table; the foreign key it was cloned from stands for it.
+            if desc["type"] != "foreign key" or desc["inherited"]:
+                continue
+            parsed = _foreign_key(desc["definition"])
+            if parsed is None:
+                continue
+            columns, referenced = parsed
+            child, parent = self.root(table), self.root(referenced)
+            name = _name_on_table(key, table)
+            notes = [f"on {table}"] if child != table else []
+            notes += [f"to {referenced}"] if parent != referenced else []
+            label = f"{name} ({', '.join(notes)})" if notes else name
+            nullable = {col for col, c in self.columns.get(table, []) if c["nullable"]}
+            self.referencing[child].update(columns)
+            found[(child, label, parent)] = _Relationship(
+                parent=parent,
+                child=child,
+                label=label,
+                mandatory=not nullable.intersection(columns),
+                one_to_one=any(k <= set(columns) for k in self.unique.get(table, [])),
+                identifying=set(columns) <= self.primary.get(table, set()),
+            )
+        return [found[k] for k in sorted(found)]
+
+    def render(self) -> str:
+        out = ["erDiagram"]
+        for table in sorted(self.tables):
+            if table not in self.parent_of:
+                out.extend(self.entity(table))
+        out.extend(r.line() for r in self.relationships)
+        return "\n".join(out) + "\n"
+
+    def descendants(self, table: str) -> list[str]:
+        return sorted(child for child in self.parent_of if child != table and self.root(child) == table)
+
+    def entity(self, table: str) -> list[str]:
+        lines = []
+        key = self.tables[table].get("partition key")
+        if key:
+            lines.append(f"    %% {table}: partitioned by {_one_line(key)}")
+            children = self.descendants(table)
+            if children:
+                lines.append(f"    %% folded in: {', '.join(children)}")
+        columns = sorted(self.columns.get(table, []), key=lambda item: item[1]["position"])
+        if not columns:
+            return [*lines, f"    {_mermaid_quoted(table)} {{", "    }"]
+        lines.append(f"    {_mermaid_quoted(table)} {{")
+        single_unique = {next(iter(k)) for k in self.unique.get(table, []) if len(k) == 1}
+        for col, desc in columns:
+            keys = [
+                mark
+                for mark, present in (
+                    ("PK", col in self.primary.get(table, set())),
+                    ("FK", col in self.referencing.get(table, set())),
+                    ("UK", col in single_unique and self.primary.get(table) != {col}),
+                )
+                if present
+            ]
+            text = f"        {_mermaid_type(desc['type'])} {_mermaid_word(col)}"
+            if keys:
+                text += " " + ", ".join(keys)
+            notes = [] if _mermaid_word(col) == col else [f"column {col}"]
+            if f"column {table}.{col}" in self.comments:
+                notes.append(self.comments[f"column {table}.{col}"])
+            if notes:
+                text += " " + _mermaid_comment(": ".join(notes))
+            lines.append(text)
+        lines.append("    }")
+        return lines
+
+
+SCHEMA_FORMATS: tuple[str, ...] = ("markdown", "json", "mermaid")
+
+
+def schema_reference(conn: psycopg.Connection, *, as_json: bool = False, format: str | None = None) -> str:
+    """The text of `z4j-migrate schema` and docs/schema.md: one of SCHEMA_FORMATS.
+
+    ``format`` wins over ``as_json`` (the older spelling of ``format="json"``); the
+    default is Markdown.  Session settings are pinned first so the text does not depend
+    on who runs it (time zone in partition bounds, search_path in type names).
+    """
+    chosen = format or ("json" if as_json else "markdown")
+    if chosen not in SCHEMA_FORMATS:
+        raise ValueError(f"unknown schema format {chosen!r}: one of {', '.join(SCHEMA_FORMATS)}")
     conn.execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET search_path = public")
     snap = collapse_daily_partitions(snapshot(conn))
-    return render_json(snap) if as_json else render_markdown(snap, title="z4j schema reference")
+    if chosen == "json":
+        return render_json(snap)
+    if chosen == "mermaid":
+        return render_mermaid(snap)
+    return render_markdown(snap, title="z4j schema reference")
 
 
 _DAILY = re.compile(r"^(?P<parent>.+)_\d{4}_\d{2}_\d{2}$")
