@@ -163,6 +163,10 @@ def text_table(res: dict) -> str:
     forms = text_cli_forms(res)
     if forms:
         lines += [forms, ""]
+    import fleet  # bench/fleet.py: the fan-out row
+
+    if fleet.text(res):
+        lines += [fleet.text(res), ""]
     return "\n".join(lines)
 
 
@@ -579,6 +583,9 @@ def markdown(res: dict, notes: str) -> str:
                 f"(exit {t['exit']}: {t['summary']})."
             )
 
+    import fleet  # bench/fleet.py: the fan-out row
+
+    out += fleet.markdown(res)
     out += [
         "",
         "## Verification",

@@ -41,6 +41,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import fleet  # noqa: E402
 import gen  # noqa: E402
 import report  # noqa: E402
 from harness import (  # noqa: E402
@@ -616,7 +617,10 @@ class Bench:
                 self.bundled()
             if not only:
                 self.startup()
-            self.cli_forms()
+            if only in (None, "cli-forms"):
+                self.cli_forms()
+            if only in (None, "fleet"):
+                self.results["fleet"] = fleet.run(self)  # bench/fleet.py: 50 databases, --jobs 1/2/4
         finally:
             for w in self.workers.values():
                 w.close()
@@ -628,6 +632,9 @@ class Bench:
         if only:
             name = f"only-{only}.json"
             (OUT / name).write_text(json.dumps(self.results, indent=1, default=str))
+            if only == "fleet":
+                print("\n" + fleet.text(self.results))
+                return 0
             print("\n" + report.text_cli_forms(self.results) + "\n\n" + report.text_targets(self.results))
             return 0
         (OUT / name).write_text(json.dumps(self.results, indent=1, default=str))
@@ -668,12 +675,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-bundled", action="store_true", help="skip the bundled z4j set")
     p.add_argument(
         "--only",
-        choices=["cli-forms"],
-        help="run one stage: cli-forms = the no-op process by invocation form (default N=1000; no docs)",
+        choices=["cli-forms", "fleet"],
+        help="run one stage: cli-forms = the no-op process by invocation form (default N=1000; no docs); "
+        "fleet = 50 databases x the bundled set, --jobs 1/2/4 (bench/fleet.py)",
     )
     args = p.parse_args(argv)
     if args.sizes is None:
-        args.sizes = "1000" if args.only else "10,100" if args.quick else "10,100,1000"
+        args.sizes = (
+            "10" if args.only == "fleet" else "1000" if args.only else "10,100" if args.quick else "10,100,1000"
+        )
     return args
 
 

@@ -22,12 +22,14 @@ from .errors import (
     RevisionFailed,
     RevisionFileError,
     VerificationFailed,
+    WaitTimeout,
     Z4jMigrateError,
 )
 from .interrupt import Interrupted
 from .lock import LockHolder
 from .runner import RevisionRun
 from .status import RevisionState, RevisionStatus, StatusReport
+from .wait import WaitResult, wait_for_head
 
 __version__ = "0.1.0"
 
@@ -56,10 +58,13 @@ __all__ = [
     "StatusReport",
     "UpgradeResult",
     "VerificationFailed",
+    "WaitResult",
+    "WaitTimeout",
     "Z4jMigrateError",
     "downgrade",
     "migrate_on_startup",
     "settings_from_env",
     "status",
     "upgrade",
+    "wait_for_head",
 ]

@@ -130,7 +130,7 @@ def downgrade(
             check_unverified_downs(plan, find_drift(revset.revisions, state).unverified)
         if not plan:
             return DowngradeResult()
-        check_preflights(conn, plan)
+        check_preflights(conn, plan, search_path=settings.search_path_value)
         if dry_run:
             return DowngradeResult(planned=tuple(plan))
         if confirm is not None and not confirm(plan):

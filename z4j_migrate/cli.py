@@ -24,6 +24,7 @@ from .config import Settings, settings_from_env
 from .errors import ConfigError, Z4jMigrateError, redact
 from .interrupt import Interrupted
 from .logs import EVENT, log
+from .progress import ProgressLine
 
 # Options that take a value, on the group and on every command with database settings: flag -> key.
 VALUE_OPTIONS = {
@@ -50,16 +51,18 @@ class Invocation:
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options = _given(options or {})
         self.verbosity = 0  # -1: -q; 0; 1 and more: -v
+        self.progress = ProgressLine()  # draws only on a terminal, and only for runs with work to do
 
     def settings(self, own: Mapping[str, Any]) -> Settings:
         merged = {**self.options, **_given(own)}
         merged["verbose"] = self.options.get("verbose", 0) + own.get("verbose", 0)
         self.verbosity = -1 if merged.get("quiet") else merged["verbose"]
-        setup_logging(self.verbosity)
+        setup_logging(self.verbosity, None if self.verbosity < 0 else self.progress)
         return settings_from_options(merged)
 
     def say(self, text: str) -> None:
         """Progress lines for a person; -q silences them (errors and warnings still go to stderr)."""
+        self.progress.finish()  # the live line ends before the summary
         if self.verbosity >= 0:
             print(text)
 
@@ -89,13 +92,14 @@ def settings_from_options(options: Mapping[str, Any]) -> Settings:
     )
 
 
-def setup_logging(verbosity: int) -> None:
-    """Log records on stderr, except the events the commands print on stdout themselves."""
+def setup_logging(verbosity: int, progress: logging.Handler | None = None) -> None:
+    """Log records on stderr, except the events the commands print on stdout themselves (which
+    feed the live progress line instead, on a terminal)."""
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     handler.addFilter(lambda record: not hasattr(record, EVENT))  # "applied ...": printed once, on stdout
-    log.handlers[:] = [handler]
+    log.handlers[:] = [handler] if progress is None else [handler, progress]
     log.setLevel(level)
     log.propagate = False
     logging.getLogger("yoyo").setLevel(logging.DEBUG if verbosity > 0 else logging.WARNING)
@@ -211,7 +215,7 @@ def _click(args: list[str]) -> int:
 
 # Commands that hold no temporary files or threads at exit, so their process may skip teardown
 # (None: the group alone, which runs upgrade or status, or prints help or the version).
-_QUICK_EXIT = frozenset({"upgrade", "downgrade", "status", None})
+_QUICK_EXIT = frozenset({"upgrade", "downgrade", "status", "wait", None})
 
 
 def command_of(args: Sequence[str]) -> str | None:

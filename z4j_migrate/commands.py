@@ -62,6 +62,97 @@ def common(f: Callable[..., Any]) -> Callable[..., Any]:
 _DRY_RUN = click.option("--dry-run", is_flag=True, help="Print the SQL that would run; change nothing.")
 _JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
+# ------------------------------------------------------------------ fan-out (fleet.py, docs/kubernetes.md)
+_FAN_OUT = [
+    click.option(
+        "--targets",
+        "targets_file",
+        type=click.Path(dir_okay=False),
+        help="Run on every target of FILE: one URL or libpq string per line, # comments (fan-out).",
+    ),
+    click.option(
+        "--targets-query",
+        help="Run on every row of this SQL, run on --database-url: a URL, libpq string or database name per row "
+        "(fan-out).",
+    ),
+    click.option(
+        "--schemas",
+        help="Schema-per-tenant: run on every schema of --database-url matching this LIKE pattern (tenant_%), "
+        "each its own bookkeeping and lock, search_path = tenant, public (fan-out).",
+    ),
+    click.option(
+        "--jobs", type=click.IntRange(min=1), help="Fan-out: run this many targets at a time (one connection each) [1]."
+    ),
+    click.option("--fail-fast", is_flag=True, help="Fan-out: start no new target once one has failed."),
+    click.option(
+        "--shard",
+        help="Fan-out: only every N-th target, I/N with I in 0..N-1, or auto/N (I from JOB_COMPLETION_INDEX: "
+        "a Kubernetes Indexed Job).",
+    ),
+]
+_FAN_KEYS = ("targets_file", "targets_query", "schemas", "jobs", "fail_fast", "shard")
+_FLEET_JSON = click.option(
+    "--json", "as_json", is_flag=True, help="One JSON summary document (of the fan-out, or of the one target)."
+)
+
+
+def fan_out(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The fan-out options: with any of them the command runs through fleet.run_fleet."""
+    for option in reversed(_FAN_OUT):
+        f = option(f)
+    return f
+
+
+def _fan_out(options: dict[str, Any], *, as_json: bool = False) -> Any:
+    """The command's fleet.FanOut, its options taken out of `options`; None for the single-target
+    path (unchanged, and fleet.py is not imported). `as_json`: a one-target fan-out without them."""
+    if all(options.get(key) is None or options.get(key) is False for key in _FAN_KEYS) and not as_json:
+        for key in _FAN_KEYS:
+            options.pop(key, None)
+        return None
+    from .fleet import FanOut
+
+    return FanOut.pop(options)
+
+
+def _fleet(
+    run: Invocation,
+    options: dict[str, Any],
+    fan: Any,
+    command: str,
+    action: Callable[..., Any],
+    describe: Callable[[Any], Any],
+    *,
+    as_json: bool,
+    every_target: bool = False,
+) -> None:
+    """Run `action(settings)` on every target of `fan`; print one summary; exit with the worst code."""
+    from . import fleet
+
+    if fan.tenant_mode and {**run.options, **options}.get("schema"):
+        raise ConfigError("--schemas makes each tenant schema its own bookkeeping schema: drop --schema.")
+    targets = fan.select(lambda url: run.settings(options if url is None else {**options, "database_url": url}))
+    if fan.tenant_mode and targets and command in ("upgrade", "downgrade"):
+        fleet.check_tenant_revisions(targets[0].settings.migrations_dir)
+    fleet.warn_if_empty(fan, targets)
+    with fleet.fleet_logging(run.verbosity):
+        report = fleet.run_fleet(
+            targets,
+            action,
+            jobs=fan.jobs or 1,
+            fail_fast=fan.fail_fast,
+            describe=describe,
+            command=command,
+            shard_spec=fan.shard,
+        )
+    text = fleet.render_text(report, verbose=run.verbosity > 0, every_target=every_target)
+    progress = getattr(run, "progress", None)
+    if progress is not None:
+        progress.finish()  # the live line over targets ends before the summary
+    print(report.to_json() if as_json else text, flush=True)
+    if report.worst_exit_code:
+        raise click.exceptions.Exit(report.worst_exit_code)
+
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @common
@@ -82,9 +173,21 @@ def cli(ctx: click.Context, show_status: bool, **options: Any) -> None:
 @common
 @click.option("--to", "target", help="Stop at this revision (number or id).")
 @_DRY_RUN
+@fan_out
+@_FLEET_JSON
 @click.pass_obj
-def upgrade_cmd(run: Invocation, target: str | None = None, dry_run: bool = False, **options: Any) -> None:
+def upgrade_cmd(
+    run: Invocation, target: str | None = None, dry_run: bool = False, as_json: bool = False, **options: Any
+) -> None:
     """Apply pending revisions."""
+    fan = _fan_out(options, as_json=as_json)
+    if fan is not None:
+        from .fleet import describe_upgrade
+
+        if dry_run:
+            raise ConfigError("--dry-run prints one database's SQL: leave out the fan-out options and --json.")
+        action = lambda s: api.upgrade(s, to=revision_id(s, target))  # noqa: E731
+        return _fleet(run, options, fan, "upgrade", action, describe_upgrade, as_json=as_json)
     settings = run.settings(options)
     result = api.upgrade(settings, to=revision_id(settings, target), dry_run=dry_run)
     if dry_run:
@@ -101,11 +204,25 @@ def upgrade_cmd(run: Invocation, target: str | None = None, dry_run: bool = Fals
 @click.option("--steps", type=click.IntRange(min=1), help="Undo this many revisions.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @_DRY_RUN
+@fan_out
+@_FLEET_JSON
 @click.pass_obj
-def downgrade_cmd(run: Invocation, to: str | None, steps: int | None, yes: bool, dry_run: bool, **options: Any) -> None:
+def downgrade_cmd(
+    run: Invocation, to: str | None, steps: int | None, yes: bool, dry_run: bool, as_json: bool = False, **options: Any
+) -> None:
     """Undo applied revisions (never drops extensions)."""
     if (to is None) == (steps is None):
         raise ConfigError("downgrade needs exactly one of --to REV|base or --steps N.")
+    fan = _fan_out(options, as_json=as_json)
+    if fan is not None:
+        from .fleet import describe_downgrade
+
+        if dry_run:
+            raise ConfigError("--dry-run prints one database's SQL: leave out the fan-out options and --json.")
+        if not yes and sys.stdin.isatty():
+            raise ConfigError("a fan-out downgrade cannot ask each target for confirmation: add --yes.")
+        action = lambda s: api.downgrade(s, to=revision_id(s, to), steps=steps)  # noqa: E731
+        return _fleet(run, options, fan, "downgrade", action, describe_downgrade, as_json=as_json)
     settings = run.settings(options)
     confirm = None if yes or not sys.stdin.isatty() else _confirm
     result = api.downgrade(settings, to=revision_id(settings, to), steps=steps, confirm=confirm, dry_run=dry_run)
@@ -131,15 +248,45 @@ def _confirm(plan: list[Any]) -> bool:
 @common
 @_JSON
 @click.option("--exit-code", is_flag=True, help="Exit 10 when revisions are pending, 5 on drift.")
+@fan_out
 @click.pass_context
 def status_cmd(ctx: click.Context, as_json: bool = False, exit_code: bool = False, **options: Any) -> None:
     """Applied, pending, edited and unknown revisions; the lock holder."""
+    fan = _fan_out(options)
+    if fan is not None:
+        from .fleet import describe_status
+
+        describe = lambda r: describe_status(r, exit_code=exit_code)  # noqa: E731
+        return _fleet(ctx.obj, options, fan, "status", api.status, describe, as_json=as_json, every_target=True)
     report = api.status(ctx.obj.settings(options))
     print(render_status_json(report) if as_json else render_status(report))
     if exit_code and not report.clean:
         ctx.exit(5)
     if exit_code and report.count("pending"):
         ctx.exit(10)
+
+
+@cli.command("wait")
+@common
+@click.option("--timeout", "timeout_s", type=float, default=60.0, metavar="SECONDS", help="Give up then: exit 13 [60].")
+@click.option("--interval", "poll_s", type=float, default=0.25, metavar="SECONDS", help="Between checks [0.25].")
+@fan_out
+@_FLEET_JSON
+@click.pass_obj
+def wait_cmd(run: Invocation, timeout_s: float, poll_s: float, as_json: bool = False, **options: Any) -> None:
+    """Wait until the database holds every revision of this code (a readiness gate; takes no lock, writes nothing)."""
+    from .wait import wait_for_head
+
+    fan = _fan_out(options, as_json=as_json)
+    if fan is not None:  # each target waits up to --timeout from when it starts
+        from .fleet import describe_wait
+
+        action = lambda s: wait_for_head(s, timeout_s=timeout_s, poll_s=poll_s)  # noqa: E731
+        return _fleet(run, options, fan, "wait", action, describe_wait, as_json=as_json)
+    settings = run.settings(options)
+    result = wait_for_head(settings, timeout_s=timeout_s, poll_s=poll_s)
+    plural = "" if result.revisions == 1 else "s"
+    run.say(f"ready: {settings.database.display} is at head ({result.revisions} revision{plural})")
 
 
 @cli.command("new")
@@ -170,13 +317,20 @@ def hash_cmd(directory: str | None) -> None:
 @cli.command("check")
 @click.argument("directory", required=False, type=_DIR)
 @click.option("--no-lint", is_flag=True, help="Skip squawk (destructive statements are still checked).")
-def check_cmd(directory: str | None, no_lint: bool = False) -> None:
+@click.option(
+    "--tenant-mode", is_flag=True, help="Schema-per-tenant (--schemas): refuse SQL that names a fixed schema."
+)
+def check_cmd(directory: str | None, no_lint: bool = False, tenant_mode: bool = False) -> None:
     """Validate a revision directory offline (no database), then lint it (docs/verify.md)."""
     from .directory import check_directory
     from .lint import render
     from .manifest import MANIFEST_FILE
 
     report = check_directory(directory, lint=not no_lint)
+    if tenant_mode:  # docs/kubernetes.md, "Schema-per-tenant"
+        from .fleet import check_tenant_revisions
+
+        check_tenant_revisions(report.directory)
     print(f"ok: {report.revisions} revision(s) in {report.directory}")
     if not report.has_manifest:
         print(
@@ -189,15 +343,23 @@ def check_cmd(directory: str | None, no_lint: bool = False) -> None:
 
 @cli.command("schema")
 @common
-@click.option("--json", "as_json", is_flag=True, help="JSON instead of Markdown.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["markdown", "json", "mermaid"]),
+    help="Markdown reference, JSON snapshot, or Mermaid erDiagram of tables and foreign keys [markdown].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.pass_obj
-def schema_cmd(run: Invocation, as_json: bool = False, **options: Any) -> None:
+def schema_cmd(run: Invocation, fmt: str | None = None, as_json: bool = False, **options: Any) -> None:
     """Print the live schema (tables, constraints, indexes, enums, functions, triggers, partitions)."""
     from .catalog import schema_reference
     from .db import connect
 
+    if as_json and fmt not in (None, "json"):
+        raise ConfigError(f"schema: --json and --format {fmt} contradict each other; give one.")
     with connect(run.settings(options)) as conn:
-        print(schema_reference(conn, as_json=as_json), end="")
+        print(schema_reference(conn, format="json" if as_json else fmt), end="")
 
 
 @cli.command("accept")
@@ -241,6 +403,7 @@ def resolve_cmd(run: Invocation, revision: str, outcome: str | None, **options: 
 )
 @click.option("--keep", is_flag=True, help="Do not drop the scratch database (its URL is printed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@fan_out
 @click.pass_obj
 def verify_cmd(
     run: Invocation, seed: str | None, smoke: str | None, no_scratch: bool, keep: bool, as_json: bool, **options: Any
@@ -248,10 +411,24 @@ def verify_cmd(
     """Prove that every down undoes its up, on a scratch database (exit 9 if not; docs/verify.md)."""
     from .verify import render_text, verify
 
+    fan = _fan_out(options)
+    if fan is not None:  # one verification per server (or per empty database with --no-scratch)
+        from .fleet import describe_verify, verified
+
+        if fan.tenant_mode or keep:
+            raise ConfigError(
+                "verify --schemas: every tenant runs the same files, so verify them once (z4j-migrate verify) and "
+                "check them for tenants with z4j-migrate check --tenant-mode."
+                if fan.tenant_mode
+                else "verify --keep prints one scratch database: leave out the fan-out options."
+            )
+        action = lambda s: verified(verify(s, seed=seed, smoke=smoke, scratch=not no_scratch))  # noqa: E731
+        return _fleet(run, options, fan, "verify", action, describe_verify, as_json=as_json)
     settings = run.settings(options)
     if run.verbosity <= 0:
         log.setLevel(logging.WARNING)  # the engine's progress lines would drown the report
-    say = (lambda _text: None) if as_json else (lambda text: print(text, flush=True))
+    say = (lambda _text: None) if as_json else run.progress.echo
     report = verify(settings, seed=seed, smoke=smoke, scratch=not no_scratch, keep=keep, on_progress=say)
+    run.progress.finish()
     print(report.to_json() if as_json else render_text(report), end="\n" if as_json else "")
     report.raise_for_problems()

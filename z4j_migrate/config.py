@@ -289,9 +289,22 @@ class Settings:
     application_name: str = "z4j-migrate"
     statement_timeout_s: float = 0.0  # seconds a migration statement may run; 0: no limit (whatever the role sets)
     direct_database: Database | None = None  # for non-transactional revisions behind a transaction pooler
+    # Schema-per-tenant (fleet.tenant_targets): the search_path the revisions' SQL runs with, a
+    # comma-separated list of plain schema names ("tenant_7,public"); None: the role's own.
+    search_path: str | None = None
 
     def __post_init__(self) -> None:
         check_identifier(self.schema, source="schema")
+        if self.search_path is not None:
+            for name in self.search_path.split(","):
+                check_identifier(name.strip(), source="search_path")
+
+    @property
+    def search_path_value(self) -> str | None:
+        """search_path as set_config takes it: each schema quoted as an identifier ("tenant_7", "public")."""
+        if self.search_path is None:
+            return None
+        return ", ".join('"' + name.strip() + '"' for name in self.search_path.split(","))
 
     @property
     def lock_key(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from psycopg import sql
 from . import diagnose, interrupt
 from .backoff import Backoff
 from .config import ENV_DIRECT_DATABASE_URL, Database, Settings
-from .errors import ConfigError, ConnectionFailed, ExtensionError, PrivilegeError
+from .errors import ConfigError, ConnectionFailed, ExtensionError, LockTimeout, PrivilegeError
 from .logs import log
 
 # libpq messages that no amount of waiting will fix.
@@ -53,7 +54,9 @@ def _reason(exc: Exception) -> str:
 CLIENT_CHECK_INTERVAL_MS = 1000
 
 
-def migration_settings(settings: Settings, statement_timeout_ms: int | None = None, *, local: bool = True) -> str:
+def migration_settings(
+    settings: Settings, statement_timeout_ms: int | None = None, *, local: bool = True, search_path: bool = True
+) -> str:
     """One statement that gives a migration its own timeouts, whatever the role or database sets.
 
     `local`: for the transaction it runs in (set_config(..., true) = SET LOCAL), sent in the same
@@ -62,14 +65,19 @@ def migration_settings(settings: Settings, statement_timeout_ms: int | None = No
     drops them when told to ignore them. A role's statement_timeout or idle-in-transaction timeout
     would otherwise kill long revisions; lock_timeout bounds how long DDL may queue behind an
     application's locks (and so how long the application queues behind the DDL).
+    With Settings.search_path (schema-per-tenant) the revision's SQL also gets that search_path;
+    `search_path=False` leaves it out (bookkeeping set-up, where CREATE EXTENSION must land in the
+    role's usual schema, not in the first tenant to run).
     """
     timeout_ms = statement_timeout_ms if statement_timeout_ms is not None else settings.statement_timeout_ms
-    values = (
+    values: tuple[tuple[str, object], ...] = (
         ("lock_timeout", int(settings.statement_lock_timeout_s * 1000)),
         ("statement_timeout", timeout_ms),
         ("idle_in_transaction_session_timeout", 0),
         ("client_connection_check_interval", CLIENT_CHECK_INTERVAL_MS),
     )
+    if search_path and settings.search_path_value is not None:  # schema-per-tenant: the tenant's SQL
+        values += (("search_path", settings.search_path_value),)  # plain identifiers, quoted (config.py)
     flag = "true" if local else "false"
     return "SELECT " + ", ".join(f"pg_catalog.set_config('{name}', '{value}', {flag})" for name, value in values)
 
@@ -164,10 +172,44 @@ def typed_connection_loss(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# Extensions are per database, bookkeeping is per schema: runs on different schemas of one database
+# (schema-per-tenant, fleet.py) hold different migration locks, and two concurrent CREATE EXTENSION IF
+# NOT EXISTS of one extension fail with a unique violation. This advisory key, one per database,
+# serialises extension creation inside the bookkeeping transaction.
+EXTENSIONS_LOCK_KEY = int.from_bytes(hashlib.sha256(b"z4j-migrate extensions").digest()[:8], "big", signed=True)
+_EXTENSIONS_LOCK_WAIT_S = 60.0
+
+
+def _extensions_lock(conn: psycopg.Connection, wanted: list[str]) -> frozenset[str]:
+    """Inside the caller's transaction: poll for the extensions lock (no blocked waiter holds a
+    snapshot, as lock.py explains), then the wanted extensions installed meanwhile."""
+    deadline = time.monotonic() + _EXTENSIONS_LOCK_WAIT_S
+    backoff = Backoff(0.02, 0.2)
+    try_lock = "SELECT pg_catalog.pg_try_advisory_xact_lock(%s)"
+    while not conn.execute(try_lock, (EXTENSIONS_LOCK_KEY,)).fetchone()[0]:  # type: ignore[index]
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise LockTimeout(
+                f"gave up after {_EXTENSIONS_LOCK_WAIT_S:g}s waiting for another run to finish creating "
+                f"extensions ({', '.join(wanted)}) in this database. Nothing was changed by this run."
+            )
+        interrupt.sleep(backoff.next_s(at_most_s=left))
+    rows = conn.execute(
+        "SELECT extname::text FROM pg_catalog.pg_extension WHERE extname = ANY(%s)", (wanted,)
+    ).fetchall()
+    return frozenset(r[0] for r in rows)
+
+
 def ensure_extensions(conn: psycopg.Connection, wanted: tuple[str, ...], installed: frozenset[str]) -> list[str]:
-    """CREATE EXTENSION IF NOT EXISTS for each missing one; installed ones are never touched."""
-    created = []
-    for name in wanted:
+    """CREATE EXTENSION IF NOT EXISTS for each missing one; installed ones are never touched.
+    In a transaction, under EXTENSIONS_LOCK_KEY (concurrent runs on other schemas of the database)."""
+    created: list[str] = []
+    missing = [name for name in wanted if name not in installed]
+    if not missing:
+        return created
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        installed = installed | _extensions_lock(conn, missing)
+    for name in missing:
         if name in installed:
             continue
         try:

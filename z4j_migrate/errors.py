@@ -16,6 +16,7 @@
      +-- IncompleteRevision              (8)  a non-transactional revision stopped part-way
      +-- VerificationFailed              (9)  `verify`: a down does not undo its up
      +-- ReadOnlyServer                  (11) the server cannot write (hot standby, read-only default)
+     +-- WaitTimeout                     (13) `wait`: the database did not reach this code's head in time
     interrupt.Interrupted                (12) SIGTERM/SIGINT (a BaseException, not a Z4jMigrateError)
 
 Messages are one paragraph, say what is wrong and where, and never contain a
@@ -187,6 +188,18 @@ class ReadOnlyServer(Z4jMigrateError):
     exit_code = 11
 
 
+class WaitTimeout(Z4jMigrateError):
+    """`wait` / wait_for_head: the database did not reach this code's head in time. `pending`: the
+    revision ids still to apply; `holder`: who had the migration lock (a lock.LockHolder), or None."""
+
+    exit_code = 13
+
+    def __init__(self, message: str, *, pending: tuple[str, ...] = (), holder: object = None) -> None:
+        self.pending = tuple(pending)
+        self.holder = holder
+        super().__init__(message)
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success (including: nothing to do)",
     1: "a revision's SQL failed (rolled back), or an unexpected error",
@@ -203,5 +216,7 @@ EXIT_CODES: dict[int, str] = {
     11: "revisions are pending but the server is read-only (a hot standby, or default_transaction_read_only)",
     12: "interrupted by SIGTERM or SIGINT: the statement in flight was cancelled and rolled back (or, "
     "non-transactional, journaled), the lock released",
+    13: "wait: the database did not reach this code's head before --timeout (the message names the pending "
+    "revisions and the lock holder)",
     141: "the output pipe was closed (e.g. piped into head): the command stopped quietly",
 }

@@ -64,11 +64,23 @@ class Interrupted(BaseException):
 
 
 class _State:
+    """The handler runs on the main thread; a fleet (fleet.py) runs targets on worker threads, each
+    with its own connection: every thread's revision SQL in flight is cancelled, and critical
+    sections are counted per thread (only the main thread's can be interrupted by the handler)."""
+
     def __init__(self) -> None:
         self.installed = False
         self.signum: int | None = None
-        self.cancellable: psycopg.Connection | None = None
-        self.critical = 0
+        self.cancellable: dict[int, psycopg.Connection] = {}  # thread ident -> connection
+        self._critical = threading.local()
+
+    @property
+    def critical(self) -> int:
+        return getattr(self._critical, "depth", 0)
+
+    @critical.setter
+    def critical(self, depth: int) -> None:
+        self._critical.depth = depth
 
 
 _state = _State()
@@ -78,13 +90,12 @@ def _handler(signum: int, _frame: FrameType | None) -> None:
     if _state.signum is not None:
         return  # already stopping
     _state.signum = signum
-    conn = _state.cancellable
-    if conn is not None:
+    in_flight = list(_state.cancellable.values())
+    for conn in in_flight:
         with contextlib.suppress(Exception):  # a failed cancel only means the statement ends by itself
             conn.cancel()
-        return
-    if _state.critical:
-        return
+    if threading.get_ident() in _state.cancellable or _state.critical:
+        return  # this thread's own statement was cancelled, or its work must finish first
     raise Interrupted(signum)
 
 
@@ -131,9 +142,11 @@ def critical() -> Iterator[None]:
 def cancellable(conn: psycopg.Connection) -> Iterator[None]:
     """A revision's own SQL runs on `conn`: a signal cancels it on the server, and the error the
     cancelled statement raises becomes Interrupted."""
-    _state.cancellable = conn
+    me = threading.get_ident()
+    _state.cancellable[me] = conn
     _state.critical += 1
     try:
+        check()  # a signal that came just before: the handler did not see this connection
         yield
     except psycopg.Error as exc:
         if requested() is not None:
@@ -141,7 +154,7 @@ def cancellable(conn: psycopg.Connection) -> Iterator[None]:
         raise
     finally:
         _state.critical -= 1
-        _state.cancellable = None
+        _state.cancellable.pop(me, None)
 
 
 def sleep(seconds: float) -> None:

@@ -25,8 +25,9 @@ from .config import Settings
 from .db import ensure_extensions, migration_settings
 from .errors import IncompleteRevision, LockTimeout, PreflightFailed, RevisionFailed, Z4jMigrateError
 from .lock import ALREADY_DONE, BUSY, LockWait, abort, guard_sql, locked_transaction, session_lock
-from .logs import EVENT_APPLIED, EVENT_ROLLED_BACK, log
+from .logs import EVENT, EVENT_APPLIED, EVENT_ROLLED_BACK, log
 from .plan import DowngradeStep, plan_upgrade
+from .progress import PLANNED
 from .revisions import Revision, RevisionSet, SqlFile
 from .state import DbState, ProgressRow, migration_hash
 from .store import Store
@@ -93,7 +94,7 @@ def prepare(conn: psycopg.Connection, ctx: RunContext, revset: RevisionSet, stat
     if state.bookkeeping and state.has_head and not missing:
         return []
     with locked_transaction(conn, ctx.key, ctx.settings.lock_timeout_s), interrupt.cancellable(conn):
-        conn.execute(migration_settings(ctx.settings))
+        conn.execute(migration_settings(ctx.settings, search_path=False))  # extensions: the role's schema
         store = Store(conn, ctx.schema)
         if not state.bookkeeping:
             store.create_tables()
@@ -109,6 +110,7 @@ def run_upgrade(
     is read again (that run may have applied more)."""
     pending = plan_upgrade(revset.revisions, state, to)
     runs: list[RevisionRun] = []
+    _announce(len(pending), "apply")
     with _partial(runs, lambda: pending[0].id if pending else None):
         while pending:
             revision = pending[0]
@@ -120,7 +122,11 @@ def run_upgrade(
                 state = Store(conn, ctx.schema).state(revset.extensions, details=False)
                 pending = plan_upgrade(revset.revisions, state, to)
                 continue
-            log.info("applied %s (%s) in %.0f ms", run.id, revision.message, run.duration_ms, extra=EVENT_APPLIED)
+            log.info(
+                "applied %s (%s) in %.0f ms",
+                *(run.id, revision.message, run.duration_ms),
+                extra={**EVENT_APPLIED, "item": run.id},
+            )
             pending = pending[1:]
             interrupt.check()
     return tuple(runs)
@@ -132,6 +138,7 @@ def run_downgrade(
     """Undo the plan's revisions, newest first; one another run undid meanwhile is skipped."""
     runs: list[RevisionRun] = []
     current: list[str | None] = [None]
+    _announce(len(plan), "roll back")
     with _partial(runs, lambda: current[0], direction="rollback"):
         for step in plan:
             current[0] = rev_id = step.revision.id
@@ -142,9 +149,15 @@ def run_downgrade(
             if run is None:
                 log.info("%s was rolled back by another run meanwhile", rev_id)
                 continue
-            log.info("rolled back %s in %.0f ms", rev_id, run.duration_ms, extra=EVENT_ROLLED_BACK)
+            log.info("rolled back %s in %.0f ms", rev_id, run.duration_ms, extra={**EVENT_ROLLED_BACK, "item": rev_id})
             interrupt.check()
     return tuple(runs)
+
+
+def _announce(total: int, verb: str) -> None:
+    """How much work a run has, for the live progress line (progress.py); silent by default."""
+    if total:
+        log.info("%d revision(s) to %s", total, verb, extra={EVENT: PLANNED, "total": total, "unit": "revision"})
 
 
 @contextlib.contextmanager
@@ -160,8 +173,11 @@ def _partial(runs: list[RevisionRun], current: Callable[[], str | None], directi
         raise
 
 
-def check_preflights(conn: psycopg.Connection, plan: Sequence[DowngradeStep]) -> None:
-    """Every guard of the whole plan must hold before the first step runs. Read-only."""
+def check_preflights(
+    conn: psycopg.Connection, plan: Sequence[DowngradeStep], *, search_path: str | None = None
+) -> None:
+    """Every guard of the whole plan must hold before the first step runs. Read-only.
+    `search_path`: Settings.search_path_value, the one the revisions run with (schema-per-tenant)."""
     failures = []
     for step in plan:
         for pf in step.revision.preflights:
@@ -169,6 +185,8 @@ def check_preflights(conn: psycopg.Connection, plan: Sequence[DowngradeStep]) ->
             try:
                 with conn.transaction():
                     conn.execute("SET TRANSACTION READ ONLY")
+                    if search_path is not None:
+                        conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)", (search_path,))
                     row = conn.execute(pf.sql).fetchone()
             except psycopg.Error as exc:
                 raise PreflightFailed(
@@ -337,7 +355,7 @@ def _run_statements(
             return _Statements(conn, ctx, revision, sql_file, direction, progress).run(bookkeeping)
         finally:
             with interrupt.critical(), contextlib.suppress(psycopg.Error):
-                conn.execute(_RESET_SETTINGS)
+                conn.execute(_RESET_SETTINGS + ("; RESET search_path" if ctx.settings.search_path else ""))
 
 
 class _Statements:

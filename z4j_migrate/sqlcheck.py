@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pglast
 from pglast import ast, visitors
-from pglast.enums import ObjectType
+from pglast.enums import GrantTargetType, ObjectType
 
 from .errors import RevisionFileError
 from .revisions import Revision, SqlFile
@@ -167,3 +167,94 @@ def check_unverified_downs(plan: Sequence[DowngradeStep], unverified: Collection
     for step in plan:
         if step.revision.down.has_sql and step.revision.id in unverified:
             check_file_fast(step.revision.down, is_down=True)
+
+
+# ------------------------------------------------------------------ schema-per-tenant (fleet.py)
+
+# Schemas a tenant's SQL may name: the system's own, identical in every tenant.
+_TENANT_ALLOWED_SCHEMAS = frozenset({"pg_catalog"})
+# (node type, attribute): a qualified name as a tuple of String nodes (schema first when 2+ parts).
+_NAME_LISTS = (
+    (ast.TypeName, "names"),
+    (ast.FuncCall, "funcname"),
+    (ast.ObjectWithArgs, "objname"),
+    (ast.CreateFunctionStmt, "funcname"),
+    (ast.CreateTrigStmt, "funcname"),
+    (ast.CreateEnumStmt, "typeName"),
+    (ast.AlterEnumStmt, "typeName"),
+    (ast.CreateDomainStmt, "domainname"),
+    (ast.DefineStmt, "defnames"),
+    (ast.CollateClause, "collname"),
+)
+
+
+def _qualifier(names: object) -> str | None:
+    """The schema of a qualified name (a tuple of String nodes), if it has one we do not allow."""
+    if not isinstance(names, tuple) or len(names) < 2 or not all(isinstance(n, ast.String) for n in names):
+        return None
+    schema = names[0].sval
+    return None if schema in _TENANT_ALLOWED_SCHEMAS else schema
+
+
+def fixed_schema_references(sql_file: SqlFile) -> list[tuple[int, str]]:
+    """(line, what) for each name in the file that is qualified with a fixed schema other than
+    pg_catalog, or that would move objects out of the tenant (CREATE SCHEMA, SET SCHEMA, SET
+    search_path). In schema-per-tenant mode every tenant runs the same file with search_path set to
+    itself, so `public.orders` would be the same table for every tenant. Function bodies and string
+    literals (e.g. 'public.t'::regclass) are not parsed: they are not seen here."""
+    text = sql_file.text
+    found: list[tuple[int, str]] = []
+
+    class Finder(visitors.Visitor):
+        def __init__(self, start: int) -> None:
+            self.start = start
+
+        def at(self, node: object) -> int:
+            location = getattr(node, "location", None)
+            return _line_of(text, location if isinstance(location, int) and location >= 0 else self.start)
+
+        def visit(self, ancestors: object, node: ast.Node) -> None:
+            if isinstance(node, ast.RangeVar) and node.schemaname and node.schemaname not in _TENANT_ALLOWED_SCHEMAS:
+                found.append((self.at(node), f"{node.schemaname}.{node.relname}"))
+            for kind, attribute in _NAME_LISTS:
+                if isinstance(node, kind):
+                    names = getattr(node, attribute, None)
+                    if _qualifier(names):
+                        found.append((self.at(node), ".".join(n.sval for n in names)))  # type: ignore[union-attr]
+            if isinstance(node, (ast.DropStmt, ast.CommentStmt, ast.RenameStmt, ast.AlterObjectSchemaStmt)):
+                objects = node.objects if isinstance(node, ast.DropStmt) else (getattr(node, "object", None),)
+                for obj in objects or ():
+                    if _qualifier(obj):
+                        found.append((self.at(node), ".".join(n.sval for n in obj)))  # type: ignore[union-attr]
+            if isinstance(node, ast.AlterObjectSchemaStmt):
+                found.append((self.at(node), f"SET SCHEMA {node.newschema}"))
+            if isinstance(node, ast.CreateSchemaStmt):
+                found.append((self.at(node), f"CREATE SCHEMA {node.schemaname}"))
+            if isinstance(node, ast.VariableSetStmt) and (node.name or "").lower() == "search_path":
+                found.append((self.at(node), "SET search_path"))
+            if isinstance(node, ast.GrantStmt) and node.targtype == GrantTargetType.ACL_TARGET_ALL_IN_SCHEMA:
+                schemas = ", ".join(n.sval for n in node.objects or () if isinstance(n, ast.String))
+                found.append((self.at(node), f"ALL ... IN SCHEMA {schemas}"))
+
+    for raw in _parse(sql_file):
+        Finder(raw.stmt_location or 0)(raw)
+    return sorted(set(found))
+
+
+def check_tenant_revision(revision: Revision) -> None:
+    """Refuse (exit 3) a revision that cannot run once per tenant schema: see fixed_schema_references."""
+    for sql_file in (revision.up, revision.down):
+        if not sql_file.has_sql:
+            continue
+        refs = fixed_schema_references(sql_file)
+        if refs:
+            line, _what = refs[0]
+            shown = ", ".join(f"{what} (line {at})" for at, what in refs[:5])
+            more = f" and {len(refs) - 5} more" if len(refs) > 5 else ""
+            raise RevisionFileError(
+                f"names a fixed schema, which schema-per-tenant mode (--schemas) refuses: {shown}{more}. Each "
+                "tenant runs this file with search_path set to its own schema (then public): write the names "
+                "unqualified so they land in the tenant, or keep shared objects out of the tenant revisions.",
+                path=sql_file.path,
+                line=line,
+            )

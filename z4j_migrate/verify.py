@@ -33,7 +33,7 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from . import api, diagnose
+from . import api, diagnose, progress
 from .catalog import Difference, Snapshot, diff, snapshot
 from .config import Settings, parse_database_url
 from .db import connected, ensure_extensions
@@ -380,6 +380,7 @@ class _Run:
 
     def stepwise(self) -> None:
         before = self.initial
+        progress.announce(len(self.revset.revisions), "check")
         for check, rev in zip(self.report.revisions, self.revset.revisions, strict=True):
             started = time.perf_counter()
             check.status = "failed"
@@ -391,6 +392,7 @@ class _Run:
                 self.say(f"  ok            {rev.id}  (up, down, up: {check.duration_ms:.0f} ms)")
             else:
                 self.say(f"  irreversible  {rev.id}  (applied; its down is not run)")
+            progress.advance(rev.id, "check")
         self.stepwise_done = True
 
     def step(self, rev: Revision, check: RevisionCheck, before: Snapshot) -> Snapshot:

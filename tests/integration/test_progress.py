@@ -91,3 +91,13 @@ def test_piped_there_are_no_control_characters(database_url, migrations):
         timeout=60,
     )
     assert r.returncode == 0 and not any(c in r.stdout + r.stderr for c in CONTROL), repr(r.stdout + r.stderr)
+
+
+def test_verify_on_a_terminal_shows_its_checks_and_ends_with_the_report(database_url, migrations):
+    _revisions(migrations, 4)
+    code, out = _on_a_terminal(["verify"], _env(database_url, migrations))
+    assert code == 0, out
+    assert "checks" in out and "4/4" in out, out
+    assert out.strip().splitlines()[-1].startswith("verified 4 revision(s)"), out  # the report comes last
+    assert out.count("ok            0001_t1") == 1, out  # each check printed once, above the live line
+    assert "\r" in out

@@ -112,9 +112,7 @@ def test_noop_upgrade_sends_two_statements_whatever_the_size_and_no_error(
 
 
 @pytest.mark.parametrize("operation", ["upgrade", "downgrade"])
-def test_each_revision_is_one_query_message_on_one_connection(
-    pg_server, server_log, tmp_path, operation
-):
+def test_each_revision_is_one_query_message_on_one_connection(pg_server, server_log, tmp_path, operation):
     sent = {}
     for n in (2, 7):
         folder = _revisions(tmp_path / f"m{n}", n)
