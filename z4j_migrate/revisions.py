@@ -193,75 +193,76 @@ def _single(directives: list[tuple[str, str, int]], key: str, path: str) -> tupl
 
 def parse_pair(version: int, rev_id: str, up_path: str, up_raw: bytes, down_path: str, down_raw: bytes) -> Revision:
     """Build one Revision from the bytes of its two files; pure, testable without disk."""
-    up_text = normalise(up_raw, up_path)
-    down_text = normalise(down_raw, down_path)
+    up_text, down_text = normalise(up_raw, up_path), normalise(down_raw, down_path)
     up_directives, up_has_sql = parse_header(up_text, up_path, _UP_KEYS)
     down_directives, down_has_sql = parse_header(down_text, down_path, _DOWN_KEYS)
-
-    message = _single(up_directives, "message", up_path)
-    if message is None or not message[0]:
-        raise RevisionFileError(
-            "missing '-- message: <what this revision does>' in the header.",
-            path=up_path,
-            line=message[1] if message else 1,
-        )
+    message, destructive = _up_directives(up_directives, up_path, up_has_sql)
     up_tx = _single(up_directives, "transactional", up_path)
     up_transactional = _parse_bool(up_tx[0], "transactional", up_path, up_tx[1]) if up_tx else True
-    if not up_has_sql:
-        raise RevisionFileError("has no SQL statements.", path=up_path)
-    destructive = _single(up_directives, "destructive", up_path)
-    if destructive is not None and not destructive[0]:
-        raise RevisionFileError(
-            "'-- destructive:' needs a reason (why losing that data is acceptable).", path=up_path, line=destructive[1]
-        )
-
     down_tx = _single(down_directives, "transactional", down_path)
     down_transactional = (
         _parse_bool(down_tx[0], "transactional", down_path, down_tx[1]) if down_tx else up_transactional
     )
-    irreversible = _single(down_directives, "irreversible", down_path)
-    preflights = tuple(Preflight(v, n) for k, v, n in down_directives if k == "preflight")
-    for pf in preflights:
-        if not pf.sql:
-            raise RevisionFileError(
-                "'-- preflight:' needs a query returning one boolean.", path=down_path, line=pf.line
-            )
-    if irreversible is not None:
-        if not irreversible[0]:
-            raise RevisionFileError(
-                "'-- irreversible:' needs a message for the operator (why, and what to do instead).",
-                path=down_path,
-                line=irreversible[1],
-            )
-        if down_has_sql:
-            raise RevisionFileError(
-                "an irreversible down must not contain statements; remove them or drop the directive.",
-                path=down_path,
-            )
-    elif not down_has_sql:
-        raise RevisionFileError(
-            "has no SQL statements; write the undo, or declare '-- irreversible: <message>'.",
-            path=down_path,
-        )
+    irreversible, preflights = _down_directives(down_directives, down_path, down_has_sql)
+    up_timeout = _statement_timeout(up_directives, up_path)
+    down_timeout = _statement_timeout(down_directives, down_path)
     return Revision(
         version=version,
         id=rev_id,
-        message=message[0],
-        up=SqlFile(
-            up_path, up_text, checksum(up_text), up_transactional, True, _statement_timeout(up_directives, up_path)
-        ),
-        down=SqlFile(
-            down_path,
-            down_text,
-            checksum(down_text),
-            down_transactional,
-            down_has_sql,
-            _statement_timeout(down_directives, down_path),
-        ),
-        irreversible=irreversible[0] if irreversible else None,
+        message=message,
+        up=SqlFile(up_path, up_text, checksum(up_text), up_transactional, True, up_timeout),
+        down=SqlFile(down_path, down_text, checksum(down_text), down_transactional, down_has_sql, down_timeout),
+        irreversible=irreversible,
         preflights=preflights,
-        destructive=destructive[0] if destructive else None,
+        destructive=destructive,
     )
+
+
+def _up_directives(directives: list[tuple[str, str, int]], path: str, has_sql: bool) -> tuple[str, str | None]:
+    """The up's message (required) and destructive reason (optional, but not empty)."""
+    message = _single(directives, "message", path)
+    if message is None or not message[0]:
+        raise RevisionFileError(
+            "missing '-- message: <what this revision does>' in the header.",
+            path=path,
+            line=message[1] if message else 1,
+        )
+    if not has_sql:
+        raise RevisionFileError("has no SQL statements.", path=path)
+    destructive = _single(directives, "destructive", path)
+    if destructive is not None and not destructive[0]:
+        raise RevisionFileError(
+            "'-- destructive:' needs a reason (why losing that data is acceptable).", path=path, line=destructive[1]
+        )
+    return message[0], destructive[0] if destructive else None
+
+
+def _down_directives(
+    directives: list[tuple[str, str, int]], path: str, has_sql: bool
+) -> tuple[str | None, tuple[Preflight, ...]]:
+    """The down's irreversible message (then it has no statements) and its preflights."""
+    irreversible = _single(directives, "irreversible", path)
+    preflights = tuple(Preflight(v, n) for k, v, n in directives if k == "preflight")
+    for pf in preflights:
+        if not pf.sql:
+            raise RevisionFileError("'-- preflight:' needs a query returning one boolean.", path=path, line=pf.line)
+    if irreversible is None:
+        if not has_sql:
+            raise RevisionFileError(
+                "has no SQL statements; write the undo, or declare '-- irreversible: <message>'.", path=path
+            )
+        return None, preflights
+    if not irreversible[0]:
+        raise RevisionFileError(
+            "'-- irreversible:' needs a message for the operator (why, and what to do instead).",
+            path=path,
+            line=irreversible[1],
+        )
+    if has_sql:
+        raise RevisionFileError(
+            "an irreversible down must not contain statements; remove them or drop the directive.", path=path
+        )
+    return irreversible[0], preflights
 
 
 def parse_stored_down(rev_id: str, text: str, transactional: bool) -> Revision:

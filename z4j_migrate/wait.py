@@ -84,56 +84,86 @@ def wait_for_head(
         raise ConfigError(f"wait timeout {timeout_s:g}: must be a finite number of seconds, 0 or more.")
     if not (math.isfinite(poll_s) and poll_s > 0):
         raise ConfigError(f"wait interval {poll_s:g}: must be a finite number of seconds, more than 0.")
-    started = time.monotonic()
-    deadline = started + timeout_s
-    connect_until = started + max(timeout_s, settings.connect_wait_s)
-    scan = StartupScan(settings.migrations_dir, wait=True)  # read once, in line (no thread to outlive us)
-    conn: psycopg.Connection | None = None
-    polls = 0
-    last: _Poll | None = None  # the last full read
-    last_read_at, next_report = -math.inf, started
+    waiter = _Waiter(settings, timeout_s)
     try:
         while True:
-            if conn is None:
-                budget_s = round(max(0.0, connect_until - time.monotonic()), 1)  # connect() names it if it runs out
-                conn = connect(dataclasses.replace(settings, connect_wait_s=budget_s))
-            try:
-                polls += 1
-                store = Store(conn, settings.schema)
-                head = check_head(store, scan, to=None)
-                if head.at_head:
-                    return WaitResult(time.monotonic() - started, polls, (), _count(settings.migrations_dir))
-                now = time.monotonic()
-                if last is None or head.stored is None or head.stored != last.stored or now >= last_read_at + _REREAD_S:
-                    last, last_read_at = _full_read(store, scan, head, warn_stale=last is None), now
-                    if last.ready:
-                        return WaitResult(time.monotonic() - started, polls, last.unknown, last.total)
-                assert last is not None
-                now = time.monotonic()
-                if now >= deadline or now >= next_report:
-                    holder = lock_holder(conn, settings.lock_key)
-                    if now >= deadline:
-                        display, pending, total = settings.database.display, last.pending, last.total
-                        raise timeout_error(
-                            display, pending, total, timeout_s, holder, last.in_progress, standby=last.standby
-                        )
-                    next_report = now + _REPORT_EVERY_S
-                    log.info("waiting for %s: %s", settings.database.display, _waiting_for(last, holder))
-            except psycopg.Error as exc:
-                if not diagnose.connection_lost(exc, conn):
-                    raise
-                conn.close()
-                conn = None
-                if time.monotonic() >= connect_until:
-                    raise ConnectionFailed(
-                        f"lost the connection to {settings.database.display} while waiting for it to reach this "
-                        f"code's head ({diagnose.first_line(exc)}), at the end of the {timeout_s:g}s timeout."
-                    ) from exc
-                log.info("lost the database connection (%s); reconnecting", diagnose.first_line(exc))
-            interrupt.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+            result = waiter.poll()
+            if result is not None:
+                return result
+            interrupt.sleep(min(poll_s, max(0.0, waiter.deadline - time.monotonic())))
     finally:
-        if conn is not None:
-            conn.close()
+        waiter.close()
+
+
+class _Waiter:
+    """One wait: its deadlines, its one connection (reconnected when lost), and the last full read."""
+
+    def __init__(self, settings: Settings, timeout_s: float) -> None:
+        self.settings, self.timeout_s = settings, timeout_s
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout_s
+        self.connect_until = self.started + max(timeout_s, settings.connect_wait_s)
+        self.scan = StartupScan(settings.migrations_dir, wait=True)  # read once, in line (no thread to outlive us)
+        self.conn: psycopg.Connection | None = None
+        self.polls = 0
+        self.last: _Poll | None = None  # the last full read
+        self.last_read_at, self.next_report = -math.inf, self.started
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+    def poll(self) -> WaitResult | None:
+        """One look (two statements; the whole history only when the digest moved, or now and then)."""
+        if self.conn is None:
+            budget_s = round(max(0.0, self.connect_until - time.monotonic()), 1)  # connect() names it if it runs out
+            self.conn = connect(dataclasses.replace(self.settings, connect_wait_s=budget_s))
+        try:
+            return self._look(self.conn)
+        except psycopg.Error as exc:
+            if not diagnose.connection_lost(exc, self.conn):
+                raise
+            self._lost(exc)
+            return None
+
+    def _look(self, conn: psycopg.Connection) -> WaitResult | None:
+        self.polls += 1
+        store = Store(conn, self.settings.schema)
+        head = check_head(store, self.scan, to=None)
+        if head.at_head:
+            return WaitResult(time.monotonic() - self.started, self.polls, (), _count(self.settings.migrations_dir))
+        last, now = self.last, time.monotonic()
+        if last is None or head.stored is None or head.stored != last.stored or now >= self.last_read_at + _REREAD_S:
+            self.last, self.last_read_at = _full_read(store, self.scan, head, warn_stale=last is None), now
+            if self.last.ready:
+                return WaitResult(time.monotonic() - self.started, self.polls, self.last.unknown, self.last.total)
+        self._report_or_give_up(conn)
+        return None
+
+    def _report_or_give_up(self, conn: psycopg.Connection) -> None:
+        last, now = self.last, time.monotonic()
+        assert last is not None
+        if now < self.deadline and now < self.next_report:
+            return
+        holder = lock_holder(conn, self.settings.lock_key)
+        if now >= self.deadline:
+            display = self.settings.database.display
+            raise timeout_error(
+                display, last.pending, last.total, self.timeout_s, holder, last.in_progress, standby=last.standby
+            )
+        self.next_report = now + _REPORT_EVERY_S
+        log.info("waiting for %s: %s", self.settings.database.display, _waiting_for(last, holder))
+
+    def _lost(self, exc: psycopg.Error) -> None:
+        assert self.conn is not None
+        self.conn.close()
+        self.conn = None
+        if time.monotonic() >= self.connect_until:
+            raise ConnectionFailed(
+                f"lost the connection to {self.settings.database.display} while waiting for it to reach this "
+                f"code's head ({diagnose.first_line(exc)}), at the end of the {self.timeout_s:g}s timeout."
+            ) from exc
+        log.info("lost the database connection (%s); reconnecting", diagnose.first_line(exc))
 
 
 def _full_read(store: Store, scan: StartupScan, head: HeadCheck, *, warn_stale: bool) -> _Poll:
