@@ -37,6 +37,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from .state import TABLES
+
 __all__ = [
     "BOOKKEEPING_FUNCTIONS",
     "BOOKKEEPING_TABLES",
@@ -52,17 +54,8 @@ __all__ = [
     "snapshot",
 ]
 
-BOOKKEEPING_TABLES: frozenset[str] = frozenset(
-    {
-        "_yoyo_migration",
-        "_yoyo_log",
-        "_yoyo_version",
-        "yoyo_lock",
-        "_z4j_migrate_revision",
-        "_z4j_migrate_progress",
-        "_z4j_migrate_head",
-    }
-)
+# Ours (state.TABLES), and the lock table stock yoyo creates when it runs against the database.
+BOOKKEEPING_TABLES: frozenset[str] = frozenset(TABLES) | {"yoyo_lock"}
 # The bookkeeping's own function (the head digest's trigger function): never part of a schema.
 BOOKKEEPING_FUNCTIONS: frozenset[str] = frozenset({"_z4j_migrate_head_track"})
 

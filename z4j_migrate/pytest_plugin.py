@@ -96,16 +96,12 @@ def _ini_path(config: pytest.Config, key: str) -> Path | None:
 @pytest.fixture(scope="session")
 def z4j_config(request: pytest.FixtureRequest) -> Z4jConfig:
     """--z4j-migrations, else ini z4j_migrations, else $Z4J_MIGRATIONS_DIR, else the bundled revisions."""
-    from .config import BUNDLED_DIR, ENV_MIGRATIONS_DIR
+    from .config import resolve_migrations_dir
 
     config = request.config
     option = config.getoption("--z4j-migrations")
-    migrations = (
-        Path(option).resolve()
-        if option
-        else _ini_path(config, "z4j_migrations")
-        or (Path(os.environ[ENV_MIGRATIONS_DIR]).resolve() if os.environ.get(ENV_MIGRATIONS_DIR) else BUNDLED_DIR)
-    )
+    migrations = Path(option).resolve() if option else _ini_path(config, "z4j_migrations")
+    migrations = migrations or resolve_migrations_dir().resolve()
     return Z4jConfig(
         migrations_dir=migrations,
         seed=_ini_path(config, "z4j_seed"),
