@@ -16,25 +16,19 @@ from collections.abc import Callable
 import psycopg
 
 from . import interrupt, manifest
-from .config import ENV_AUTO_MIGRATE, Settings, parse_bool_env, settings_from_env
+from .config import ENV_AUTO_MIGRATE, Settings, given_or_from_env, parse_bool_env
 from .db import connect, connected, server_pid, session_connection, typed_connection_loss
 from .diagnose import invalid_indexes, read_only
 from .errors import DeclinedByOperator
 from .lock import lock_holder
 from .logs import log
 from .plan import DowngradeStep, find_drift, needs_run, plan_downgrade, plan_upgrade
-from .revisions import RevisionSet, discover
+from .revisions import Revision, RevisionSet, discover
 from .runner import DowngradeResult, UpgradeResult
 from .startup import StartupScan, all_applied, check_head, repair_head, warn_if_manifest_stale, warn_unknown
 from .state import DbState
 from .status import StatusReport, build_status
 from .store import Store
-
-
-def _settings(settings: Settings | None, database_url: str | None, migrations_dir: object, **kw: object) -> Settings:
-    if settings is not None:
-        return settings
-    return settings_from_env(database_url, migrations_dir, **kw)  # type: ignore[arg-type]
 
 
 @typed_connection_loss
@@ -48,7 +42,7 @@ def upgrade(
     **overrides: object,
 ) -> UpgradeResult:
     """Apply every pending revision (up to `to`). Nothing pending: returns after two statements."""
-    settings = _settings(settings, database_url, migrations_dir, **overrides)
+    settings = given_or_from_env(settings, database_url, migrations_dir, **overrides)
     scan = StartupScan(settings.migrations_dir, wait=bool(settings.connect_wait_s))
     try:
         conn = connect(settings)
@@ -75,23 +69,31 @@ def upgrade(
         if head.probe.read_only:
             why = "a hot standby in recovery" if head.probe.in_recovery else "default_transaction_read_only is on"
             raise read_only(settings.database.display, why)
-        return _apply(conn, settings, revset, state, to, pooled=head.probe.backend_pid != conn.info.backend_pid)
+        return _apply(
+            conn, settings, revset, state, pending, to, pooled=head.probe.backend_pid != conn.info.backend_pid
+        )
 
 
 def _apply(
-    conn: psycopg.Connection, settings: Settings, revset: RevisionSet, state: DbState, to: str | None, *, pooled: bool
+    conn: psycopg.Connection,
+    settings: Settings,
+    revset: RevisionSet,
+    state: DbState,
+    pending: list[Revision],
+    to: str | None,
+    *,
+    pooled: bool,
 ) -> UpgradeResult:
     from .runner import RunContext, prepare, run_upgrade
     from .sqlcheck import check_revision
 
-    pending = plan_upgrade(revset.revisions, state, to)
     for revision in pending:  # parse everything before running anything
         check_revision(revision)
     needed = any(not r.up.transactional for r in pending)
     with session_connection(conn, settings, pooled=pooled, needed=needed) as session_conn:
         ctx = RunContext(settings, session_conn)
         created = prepare(conn, ctx, revset, state)
-        runs = run_upgrade(conn, ctx, revset, state, to)
+        runs = run_upgrade(conn, ctx, revset, state, to, pending=pending)
     return UpgradeResult(applied=runs, unknown=warn_unknown(revset, state), created_extensions=tuple(created))
 
 
@@ -114,7 +116,7 @@ def downgrade(
     """
     from .runner import RunContext, check_preflights, run_downgrade
 
-    settings = _settings(settings, database_url, migrations_dir, **overrides)
+    settings = given_or_from_env(settings, database_url, migrations_dir, **overrides)
     revset = discover(settings.migrations_dir)
     warn_if_manifest_stale(revset)
     with connected(settings) as conn:
@@ -151,7 +153,7 @@ def status(
     **overrides: object,
 ) -> StatusReport:
     """What is applied, pending, edited or unknown; who holds the lock. Takes no lock, writes nothing."""
-    settings = _settings(settings, database_url, migrations_dir, **overrides)
+    settings = given_or_from_env(settings, database_url, migrations_dir, **overrides)
     revset = discover(settings.migrations_dir)
     with connected(settings) as conn:
         state = Store(conn, settings.schema).state(revset.extensions)

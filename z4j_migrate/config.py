@@ -323,6 +323,16 @@ def resolve_migrations_dir(directory: str | os.PathLike[str] | None = None) -> P
     return Path(directory or os.environ.get(ENV_MIGRATIONS_DIR) or BUNDLED_DIR)
 
 
+def given_or_from_env(
+    settings: Settings | None, database_url: str | None, migrations_dir: object, **overrides: object
+) -> Settings:
+    """The library verbs' one way to configure: a Settings object, or keyword arguments (falling back
+    to the Z4J_* environment) that build one."""
+    if settings is not None:
+        return settings
+    return settings_from_env(database_url, migrations_dir, **overrides)  # type: ignore[arg-type]
+
+
 def settings_from_env(
     database_url: str | None = None,
     migrations_dir: str | os.PathLike[str] | None = None,

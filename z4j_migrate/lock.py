@@ -163,10 +163,8 @@ def locked_transaction(conn: psycopg.Connection, key: int, timeout_s: float) -> 
     while True:
         wait.until_free()
         with interrupt.critical():
-            conn.execute("BEGIN")
-            if not _busy(conn, key, session=False):
+            if try_locked_transaction(conn, key):
                 break
-            conn.execute("ROLLBACK")
         wait.pause()
     try:
         yield

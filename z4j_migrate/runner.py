@@ -104,11 +104,18 @@ def prepare(conn: psycopg.Connection, ctx: RunContext, revset: RevisionSet, stat
 
 
 def run_upgrade(
-    conn: psycopg.Connection, ctx: RunContext, revset: RevisionSet, state: DbState, to: str | None
+    conn: psycopg.Connection,
+    ctx: RunContext,
+    revset: RevisionSet,
+    state: DbState,
+    to: str | None,
+    *,
+    pending: list[Revision] | None = None,
 ) -> tuple[RevisionRun, ...]:
     """Apply what is pending, in order. A revision another run applied first is skipped, and the plan
     is read again (that run may have applied more)."""
-    pending = plan_upgrade(revset.revisions, state, to)
+    if pending is None:  # the caller has usually planned already, from this same state
+        pending = plan_upgrade(revset.revisions, state, to)
     runs: list[RevisionRun] = []
     _announce(len(pending), "apply")
     with _partial(runs, lambda: pending[0].id if pending else None):

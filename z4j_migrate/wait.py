@@ -22,7 +22,7 @@ from typing import NamedTuple
 import psycopg
 
 from . import diagnose, interrupt
-from .config import Settings, settings_from_env
+from .config import Settings, given_or_from_env
 from .db import connect
 from .errors import ConfigError, ConnectionFailed, WaitTimeout
 from .lock import LockHolder, lock_holder
@@ -78,8 +78,7 @@ def wait_for_head(
     deadline (connecting, and reconnecting after a lost session, are retried until then, or for
     `settings.connect_wait_s` if that is longer). Takes no lock and writes nothing.
     """
-    if settings is None:
-        settings = settings_from_env(database_url, migrations_dir, **overrides)  # type: ignore[arg-type]
+    settings = given_or_from_env(settings, database_url, migrations_dir, **overrides)
     if not (math.isfinite(timeout_s) and timeout_s >= 0):
         raise ConfigError(f"wait timeout {timeout_s:g}: must be a finite number of seconds, 0 or more.")
     if not (math.isfinite(poll_s) and poll_s > 0):
