@@ -65,7 +65,7 @@ hash: install ## rewrite sql/z4j-migrate.sum after changing revision files
 schema: install ## print the live schema reference at head (Markdown)
 	@Z4J_DATABASE_URL=$(DB_URL) $(CLI) schema
 
-schema-doc: install ## regenerate the reference part of docs/schema.md from a database at head
+schema-doc: install ## regenerate the diagram and reference parts of docs/schema.md from a database at head
 	Z4J_UPDATE_SCHEMA_DOC=1 $(PY) -m pytest -q tests/integration/test_migration_pg.py -k committed_schema_reference
 
 test: install ## the whole suite against a real PostgreSQL (Z4J_PG_BINDIR picks the version)
