@@ -387,6 +387,7 @@ class _Statements:
         # The file's statement_timeout is set for the session; our own writes must not be cut by it.
         self.limited = (sql_file.statement_timeout_ms or ctx.settings.statement_timeout_ms) > 0
         self.in_flight = self.statements[min(self.done, len(self.statements) - 1)]
+        self.journaled = self.resumed  # a journal row exists (else a stop before the first statement left none)
 
     def run(self, bookkeeping: Callable[[Store, float], None]) -> RevisionRun:
         from .yoyo_adapter import run_steps
@@ -402,7 +403,8 @@ class _Statements:
         try:
             run_steps(self.conn, self.revision, self.direction, steps)
         except interrupt.Interrupted as stop:  # the journal already says which statement is next
-            stop.journaled = self.revision.id
+            if self.journaled:  # stopped before its first journal row: nothing of it ran, nothing to report
+                stop.journaled = self.revision.id
             raise
         except psycopg.Error as exc:
             raise self._stopped(exc) from exc
@@ -420,6 +422,7 @@ class _Statements:
                 next_line=next_line,
                 error=error,
             )
+        self.journaled = True
 
     def _step(self, index: int) -> Callable[[], None]:
         statement = self.statements[index - 1]
