@@ -165,14 +165,19 @@ def test_statement_timeout_option_env_and_directive(database_url, migrations):
     assert applied_ids(database_url) == ["0001_big", "0002_slow"]
 
     # A non-transactional CREATE INDEX CONCURRENTLY cut off by its directive: exit 8, an INVALID index.
-    timed = CIC_UP.replace("-- transactional: false\n", "-- transactional: false\n-- statement-timeout: 50ms\n")
+    # The test's open transaction holds a writer's lock on the table, so the build waits for the test
+    # after its catalog entry is committed: the timeout surely fires there, however slow the machine.
+    timed = CIC_UP.replace("-- transactional: false\n", "-- transactional: false\n-- statement-timeout: 2s\n")
     write_pair(migrations, "0003_cic", timed, CIC_DOWN)
-    r = run_cli("upgrade", env=env, timeout=60)
+    with psycopg.connect(database_url) as writer:
+        writer.execute("LOCK TABLE public.big IN ROW EXCLUSIVE MODE")
+        r = run_cli("upgrade", env=env, timeout=60)
+        writer.rollback()
     assert r.returncode == 8, (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr
     assert "statement 1 of 3 failed" in r.stderr and "canceling statement due to statement timeout" in r.stderr
     assert "none of its statements is in effect" in r.stderr and "statements 1-0" not in r.stderr, r.stderr
-    assert "the file's '-- statement-timeout:' directive (50 ms)" in r.stderr, r.stderr
+    assert "the file's '-- statement-timeout:' directive (2000 ms)" in r.stderr, r.stderr
     assert "public.ix_big_v" in r.stderr  # the INVALID index is named
     leftover = _index_state(database_url, "public.ix_big_v")
     assert leftover is not None and leftover[1] is False
