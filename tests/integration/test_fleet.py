@@ -292,7 +292,7 @@ def test_sigterm_stops_every_running_target_and_skips_the_rest(pg_server, migrat
         finally:
             proc.kill()
         assert proc.returncode == 12, out + err
-        assert took < 2, took
+        assert took < 5, took  # the children were cancelled, not waited for (they sleep 60 s)
         doc = json.loads(out)
         assert doc["interrupted"] and doc["by_state"] == {"interrupted": 3, "skipped": 2}, doc["by_state"]
         for result in doc["results"]:

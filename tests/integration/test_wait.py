@@ -156,13 +156,13 @@ def test_a_timeout_exits_13_naming_the_pending_revisions_and_that_no_one_holds_t
     with pytest.raises(z4j_migrate.WaitTimeout) as info:
         z4j_migrate.wait_for_head(database_url=database_url, migrations_dir=migrations, timeout_s=0.5, poll_s=0.1)
     took = time.monotonic() - started
-    assert 0.5 <= took < 0.5 + 0.5, took
+    assert 0.5 <= took < 0.5 + 2, took  # the deadline is kept; the slack is for a busy machine
     assert (info.value.pending, info.value.holder, info.value.exit_code) == (("0002_b", "0003_c"), None, 13)
     started = time.monotonic()
     r = run_cli("wait", "--timeout", "1", "--interval", "0.1", env=_env(database_url, migrations))
     took = time.monotonic() - started
     assert r.returncode == 13, r.stderr
-    assert took < 1 + 1.5, took  # the process's own start included
+    assert took < 1 + 3, took  # the process's own start included
     assert "still pending after 1s: 0002_b, 0003_c (2 of 3)" in r.stderr, r.stderr
     assert "no one holds the migration lock (is the migrate Job running?)" in r.stderr, r.stderr
     assert r.stderr.count("\nerror: ") + r.stderr.startswith("error: ") == 1 and "Traceback" not in r.stderr
@@ -243,7 +243,7 @@ def test_sigterm_stops_a_waiting_run_at_once_with_exit_12(database_url, migratio
             waiter.kill()
         _out, err = waiter.communicate()
     assert code == 12, err
-    assert took < 1.0, took
+    assert took < 3, took  # promptly, not after the 60 s timeout
     assert "interrupted by SIGTERM" in err and "Traceback" not in err
 
 

@@ -128,7 +128,7 @@ def test_waiters_past_lock_timeout_give_up_naming_the_holder(database_url, migra
         assert code == 6, err
         assert f"pid {pid}" in err and "application_name 'lock-holder'" in err and "connected " in err, err
         assert "gave up waiting for the migration lock after 0.5s" in err and "Traceback" not in err
-        assert took < 2.5
+        assert took < 5, took  # gave up after 0.5 s, not after the holder let go
     # Released, the lock is free for the next run: nothing the waiters did is in its way.
     assert [r.id for r in z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations).applied] == [
         "0002_posts"
