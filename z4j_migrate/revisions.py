@@ -23,7 +23,7 @@ CONFIG_FILE = "z4j-migrate.toml"
 REVISION_FILE_NAME = re.compile(r"^(?P<version>\d{4,})_(?P<slug>[a-z0-9]+(?:_[a-z0-9]+)*)\.(?P<kind>up|down)\.sql$")
 _DIRECTIVE = re.compile(r"^--\s*(?P<key>[A-Za-z][A-Za-z_-]*)\s*:(?P<value>.*)$")
 _UP_KEYS = frozenset({"message", "transactional", "destructive", "statement-timeout"})
-_DOWN_KEYS = frozenset({"transactional", "irreversible", "preflight", "statement-timeout"})
+_DOWN_KEYS = frozenset({"transactional", "irreversible", "preflight", "statement-timeout", "verify-accept"})
 _DURATION = re.compile(r"^(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|min|h)?$")
 _UNIT_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, None: 1000}
 _ALL_KEYS = _UP_KEYS | _DOWN_KEYS
@@ -48,6 +48,9 @@ class SqlFile:
     transactional: bool
     has_sql: bool
     statement_timeout_ms: int | None = None  # '-- statement-timeout:'; None: the run's setting
+    # No marker said whether the file runs in a transaction (foreign layouts): `transactional` is a
+    # cheap guess until sqlcheck reads the statements, just before the revision runs or in `check`.
+    decided_by_sql: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class Revision:
     irreversible: str | None = None  # operator message when the down cannot undo the up
     preflights: tuple[Preflight, ...] = ()
     destructive: str | None = None  # the up's '-- destructive: <why>': it drops or rewrites data on purpose
+    # The down's '-- verify-accept: <difference>' lines: differences verify reports as accepted, not as failures.
+    accepted_differences: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -204,6 +209,7 @@ def parse_pair(version: int, rev_id: str, up_path: str, up_raw: bytes, down_path
         _parse_bool(down_tx[0], "transactional", down_path, down_tx[1]) if down_tx else up_transactional
     )
     irreversible, preflights = _down_directives(down_directives, down_path, down_has_sql)
+    accepted = _accepted_differences(down_directives, down_path)
     up_timeout = _statement_timeout(up_directives, up_path)
     down_timeout = _statement_timeout(down_directives, down_path)
     return Revision(
@@ -215,7 +221,22 @@ def parse_pair(version: int, rev_id: str, up_path: str, up_raw: bytes, down_path
         irreversible=irreversible,
         preflights=preflights,
         destructive=destructive,
+        accepted_differences=accepted,
     )
+
+
+def _accepted_differences(directives: list[tuple[str, str, int]], path: str) -> tuple[str, ...]:
+    """'-- verify-accept: <difference as verify words it>' (repeatable): a difference the down knowingly leaves."""
+    accepted = [(v, n) for k, v, n in directives if k == "verify-accept"]
+    for value, line in accepted:
+        if not value:
+            raise RevisionFileError(
+                "'-- verify-accept:' needs the difference it accepts, as verify reports it "
+                "(e.g. '-- verify-accept: column public.users.nick position').",
+                path=path,
+                line=line,
+            )
+    return tuple(v for v, _ in accepted)
 
 
 def _up_directives(directives: list[tuple[str, str, int]], path: str, has_sql: bool) -> tuple[str, str | None]:
@@ -345,8 +366,19 @@ def _read(name: str, dir_fd: int, path: str) -> bytes:
         raise RevisionFileError(f"cannot be read ({exc.strerror}).", path=path) from None
 
 
-def discover(directory: str | os.PathLike[str]) -> RevisionSet:
-    """Find and pair every NNNN_slug.{up,down}.sql in `directory`, ordered by number."""
+LAYOUTS = ("z4j", "golang-migrate", "dbmate", "yoyo", "flyway")
+
+
+def discover(directory: str | os.PathLike[str], layout: str | None = None) -> RevisionSet:
+    """Find and pair every NNNN_slug.{up,down}.sql in `directory`, ordered by number.
+
+    `layout` names another tool's file layout (see LAYOUTS); its reader (layouts.py) produces the
+    same Revision objects, so everything after discovery is shared. None or "z4j": ours.
+    """
+    if layout not in (None, "z4j"):
+        from .layouts import discover_layout
+
+        return discover_layout(Path(directory), layout)
     directory = Path(directory)
     pairs: dict[str, dict[str, str]] = {}
     versions: dict[int, str] = {}
