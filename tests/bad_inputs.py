@@ -161,9 +161,9 @@ def transactional_not_boolean_in_down(ctx: Scene) -> None:
     ctx.pair("0003_x", "-- message: m\nCREATE TABLE x (id int);\n", "-- transactional: yes\nDROP TABLE x;\n")
 
 
-@case(3, lambda ctx: ("unknown directive '-- author:'", ctx.where("0003_x.up.sql", 2)))
-def unknown_directive(ctx: Scene) -> None:
-    ctx.pair("0003_x", "-- message: m\n-- author: bob\nCREATE TABLE x (id int);\n")
+@case(3, lambda ctx: ("'-- mesage:' looks like a misspelt directive; did you mean '-- message:'", ctx.where("0003_x.up.sql", 2)))
+def misspelt_directive(ctx: Scene) -> None:
+    ctx.pair("0003_x", "-- message: m\n-- mesage: bob\nCREATE TABLE x (id int);\n")
 
 
 @case(3, lambda ctx: ("below the header", ctx.where("0003_x.up.sql", 3)))
@@ -171,7 +171,7 @@ def directive_below_header(ctx: Scene) -> None:
     ctx.pair("0003_x", "-- message: m\n\n-- transactional: false\nCREATE INDEX CONCURRENTLY ix ON users (email);\n")
 
 
-@case(3, lambda ctx: ("unknown directive '-- message:' in a .down.sql", ctx.where("0003_x.down.sql", 1)))
+@case(3, lambda ctx: ("directive '-- message:' is not allowed in a .down.sql", ctx.where("0003_x.down.sql", 1)))
 def up_directive_in_down_file(ctx: Scene) -> None:
     ctx.pair("0003_x", "-- message: m\nCREATE TABLE x (id int);\n", "-- message: undo\nDROP TABLE x;\n")
 
@@ -210,7 +210,7 @@ def statement_timeout_twice_in_down(ctx: Scene) -> None:
     )
 
 
-@case(3, lambda ctx: ("unknown directive '-- irreversible:' in an .up.sql", ctx.where("0003_x.up.sql", 2)))
+@case(3, lambda ctx: ("directive '-- irreversible:' is not allowed in an .up.sql", ctx.where("0003_x.up.sql", 2)))
 def down_directive_in_up_file(ctx: Scene) -> None:
     ctx.pair("0003_x", "-- message: m\n-- irreversible: no\nCREATE TABLE x (id int);\n", "DROP TABLE x;\n")
 

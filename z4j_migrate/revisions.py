@@ -27,6 +27,9 @@ _DOWN_KEYS = frozenset({"transactional", "irreversible", "preflight", "statement
 _DURATION = re.compile(r"^(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|min|h)?$")
 _UNIT_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, None: 1000}
 _ALL_KEYS = _UP_KEYS | _DOWN_KEYS
+_LATE_DIRECTIVE = re.compile(
+    r"^[ \t]*--[ \t]*(?P<key>" + "|".join(sorted(_ALL_KEYS)) + r")[ \t]*:", re.MULTILINE | re.IGNORECASE
+)
 _EXTENSION = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
 
 
@@ -74,6 +77,7 @@ class RevisionSet:
     directory: Path
     revisions: tuple[Revision, ...]
     extensions: tuple[str, ...] = ()
+    layout: str = "z4j"  # whose file layout the directory is written in (LAYOUTS; layouts.py)
 
     def by_id(self) -> dict[str, Revision]:
         return {r.id: r for r in self.revisions}
@@ -126,49 +130,80 @@ def _parse_bool(value: str, key: str, path: str, line: int) -> bool:
 def parse_header(text: str, path: str, allowed: frozenset[str]) -> tuple[list[tuple[str, str, int]], bool]:
     """Return the directives of a file's header and whether SQL follows.
 
-    The header is the block of `--` lines at the very top. A directive found
-    after it (past a blank line or a block comment) is an error rather than
-    silently ignored, which is the yoyo behaviour we refuse to copy.
+    The header is the block of `--` lines at the very top. Only lines naming a known directive are
+    directives; any other `-- word: ...` line is a plain comment (a URL, a NOTE:, another tool's
+    marker), unless its word is a near miss of a directive name (`-- transactonal: false`), which
+    is an error rather than a silently ignored setting. A known directive below the header (past a
+    blank line, or after the first statement) is an error too, which is the yoyo behaviour we
+    refuse to copy.
     """
     directives: list[tuple[str, str, int]] = []
     in_header = True
-    has_sql = False
+    offset = 0
     for number, line in enumerate(text.split("\n"), start=1):
         stripped = line.strip()
         if not stripped.startswith("--"):
             if stripped == "":
                 in_header = False
+                offset += len(line) + 1
                 continue
-            has_sql = True  # a statement or a block comment: SQL (or at least not a header)
-            break
+            _refuse_late_directives(text, offset, path)  # a statement or a block comment: SQL from here
+            return directives, True
+        offset += len(line) + 1
         match = _DIRECTIVE.match(stripped)
         if match is None:
             continue
-        key = match["key"].lower()
-        if not in_header:
-            if key in _ALL_KEYS:
-                raise RevisionFileError(
-                    f"directive '-- {key}:' is below the header and would be ignored; "
-                    "move it into the block of '--' lines at the top of the file.",
-                    path=path,
-                    line=number,
-                )
+        key = _directive_key(match["key"], path, number)
+        if key is None:
             continue
+        if not in_header:
+            raise _below_header(key, path, number)
         if key not in allowed:
             where = "an .up.sql" if allowed is _UP_KEYS else "a .down.sql"
             raise RevisionFileError(
-                f"unknown directive '-- {match['key']}:' in {where} header (allowed: "
-                f"{', '.join(sorted(allowed))}). A plain comment in the header must not "
-                "look like '-- word: ...'; put it after a blank line.",
+                f"directive '-- {match['key']}:' is not allowed in {where} header (allowed there: "
+                f"{', '.join(sorted(allowed))}).",
                 path=path,
                 line=number,
             )
         directives.append((key, match["value"].strip(), number))
-    else:
-        has_sql = False
-    if not has_sql:
-        has_sql = any(ln.strip() and not ln.strip().startswith("--") for ln in text.split("\n"))
-    return directives, has_sql
+    return directives, False
+
+
+def _directive_key(word: str, path: str, line: int) -> str | None:
+    """The directive `-- word:` names; None when it is an ordinary comment. A near miss of a
+    directive name raises, suggesting the right one (difflib: only on lines that are no directive)."""
+    key = word.lower()
+    if key in _ALL_KEYS:
+        return key
+    import difflib
+
+    spelled = key.replace("_", "-")
+    close = [spelled] if spelled in _ALL_KEYS else difflib.get_close_matches(spelled, _ALL_KEYS, n=1, cutoff=0.8)
+    if not close:
+        return None
+    raise RevisionFileError(
+        f"'-- {word}:' looks like a misspelt directive; did you mean '-- {close[0]}:'? If it is a plain "
+        f"comment, reword it so that it does not start with '{word}:'.",
+        path=path,
+        line=line,
+    )
+
+
+def _below_header(key: str, path: str, line: int) -> RevisionFileError:
+    return RevisionFileError(
+        f"directive '-- {key}:' is below the header and would be ignored; "
+        "move it into the block of '--' lines at the top of the file.",
+        path=path,
+        line=line,
+    )
+
+
+def _refuse_late_directives(text: str, start: int, path: str) -> None:
+    """A known directive after the first statement would be ignored: refuse it (one regex scan)."""
+    late = _LATE_DIRECTIVE.search(text, start)
+    if late is not None:
+        raise _below_header(late["key"].lower(), path, text.count("\n", 0, late.start()) + 1)
 
 
 def _statement_timeout(directives: list[tuple[str, str, int]], path: str) -> int | None:
@@ -196,33 +231,75 @@ def _single(directives: list[tuple[str, str, int]], key: str, path: str) -> tupl
     return found[0] if found else None
 
 
-def parse_pair(version: int, rev_id: str, up_path: str, up_raw: bytes, down_path: str, down_raw: bytes) -> Revision:
-    """Build one Revision from the bytes of its two files; pure, testable without disk."""
-    up_text, down_text = normalise(up_raw, up_path), normalise(down_raw, down_path)
-    up_directives, up_has_sql = parse_header(up_text, up_path, _UP_KEYS)
-    down_directives, down_has_sql = parse_header(down_text, down_path, _DOWN_KEYS)
-    message, destructive = _up_directives(up_directives, up_path, up_has_sql)
-    up_tx = _single(up_directives, "transactional", up_path)
-    up_transactional = _parse_bool(up_tx[0], "transactional", up_path, up_tx[1]) if up_tx else True
-    down_tx = _single(down_directives, "transactional", down_path)
-    down_transactional = (
-        _parse_bool(down_tx[0], "transactional", down_path, down_tx[1]) if down_tx else up_transactional
-    )
-    irreversible, preflights = _down_directives(down_directives, down_path, down_has_sql)
-    accepted = _accepted_differences(down_directives, down_path)
-    up_timeout = _statement_timeout(up_directives, up_path)
-    down_timeout = _statement_timeout(down_directives, down_path)
+def parse_pair(
+    version: int,
+    rev_id: str,
+    up_path: str,
+    up_raw: bytes,
+    down_path: str,
+    down_raw: bytes,
+    *,
+    problems: list[RevisionFileError] | None = None,
+) -> Revision | None:
+    """Build one Revision from the bytes of its two files; pure, testable without disk.
+
+    With `problems` (check), each file's first error is appended there instead of raised, both
+    files are read, and None is returned when either is wrong.
+    """
+    up: tuple[SqlFile, str, str | None] | None = None
+    down: tuple[SqlFile, str | None, tuple[Preflight, ...], tuple[str, ...]] | None = None
+    try:
+        up = _parse_up(up_path, up_raw)
+    except RevisionFileError as exc:
+        if problems is None:
+            raise
+        problems.append(exc)
+    try:
+        down = _parse_down(down_path, down_raw, up[0].transactional if up else True)
+    except RevisionFileError as exc:
+        if problems is None:
+            raise
+        problems.append(exc)
+    if up is None or down is None:
+        return None
+    (up_file, message, destructive), (down_file, irreversible, preflights, accepted) = up, down
     return Revision(
         version=version,
         id=rev_id,
         message=message,
-        up=SqlFile(up_path, up_text, checksum(up_text), up_transactional, True, up_timeout),
-        down=SqlFile(down_path, down_text, checksum(down_text), down_transactional, down_has_sql, down_timeout),
+        up=up_file,
+        down=down_file,
         irreversible=irreversible,
         preflights=preflights,
         destructive=destructive,
         accepted_differences=accepted,
     )
+
+
+def _parse_up(path: str, raw: bytes) -> tuple[SqlFile, str, str | None]:
+    """An up file: its SqlFile, message and destructive reason."""
+    text = normalise(raw, path)
+    directives, has_sql = parse_header(text, path, _UP_KEYS)
+    message, destructive = _up_directives(directives, path, has_sql)
+    tx = _single(directives, "transactional", path)
+    transactional = _parse_bool(tx[0], "transactional", path, tx[1]) if tx else True
+    timeout = _statement_timeout(directives, path)
+    return SqlFile(path, text, checksum(text), transactional, True, timeout), message, destructive
+
+
+def _parse_down(
+    path: str, raw: bytes, up_transactional: bool
+) -> tuple[SqlFile, str | None, tuple[Preflight, ...], tuple[str, ...]]:
+    """A down file: its SqlFile (in the up's mode unless it says), irreversible message, preflights,
+    accepted differences."""
+    text = normalise(raw, path)
+    directives, has_sql = parse_header(text, path, _DOWN_KEYS)
+    tx = _single(directives, "transactional", path)
+    transactional = _parse_bool(tx[0], "transactional", path, tx[1]) if tx else up_transactional
+    irreversible, preflights = _down_directives(directives, path, has_sql)
+    accepted = _accepted_differences(directives, path)
+    timeout = _statement_timeout(directives, path)
+    return SqlFile(path, text, checksum(text), transactional, has_sql, timeout), irreversible, preflights, accepted
 
 
 def _accepted_differences(directives: list[tuple[str, str, int]], path: str) -> tuple[str, ...]:
@@ -304,19 +381,39 @@ def parse_stored_down(rev_id: str, text: str, transactional: bool) -> Revision:
     )
 
 
-def read_config(directory: Path) -> tuple[str, ...]:
+def _config_data(directory: Path) -> dict[str, object]:
+    """The directory's z4j-migrate.toml as a table ({} without one)."""
     path = directory / CONFIG_FILE
     if not path.exists():
-        return ()
+        return {}
     import tomllib  # only when there is a config file: it costs import time on every start
 
     try:
         data = tomllib.loads(normalise(path.read_bytes(), str(path)))  # BOM and CRLF as for revisions
     except tomllib.TOMLDecodeError as exc:
         raise RevisionFileError(f"cannot be parsed: {exc}.", path=str(path)) from None
-    unknown = set(data) - {"extensions"}
+    unknown = set(data) - {"extensions", "layout"}
     if unknown:
-        raise RevisionFileError(f"unknown setting(s) {sorted(unknown)}; only 'extensions' is known.", path=str(path))
+        raise RevisionFileError(
+            f"unknown setting(s) {sorted(unknown)}; only 'extensions' and 'layout' are known.", path=str(path)
+        )
+    return data
+
+
+def config_layout(directory: Path) -> str:
+    """`layout = "..."` in the directory's z4j-migrate.toml; "z4j" without one."""
+    layout = _config_data(directory).get("layout", "z4j")
+    if layout not in LAYOUTS:
+        raise RevisionFileError(
+            f"layout = {layout!r} is not a layout; choose one of {', '.join(LAYOUTS)}.",
+            path=str(directory / CONFIG_FILE),
+        )
+    return str(layout)
+
+
+def read_config(directory: Path) -> tuple[str, ...]:
+    path = directory / CONFIG_FILE
+    data = _config_data(directory)
     extensions = data.get("extensions", [])
     if not isinstance(extensions, list) or not all(isinstance(e, str) for e in extensions):
         raise RevisionFileError("'extensions' must be a list of extension names.", path=str(path))
@@ -369,17 +466,26 @@ def _read(name: str, dir_fd: int, path: str) -> bytes:
 LAYOUTS = ("z4j", "golang-migrate", "dbmate", "yoyo", "flyway")
 
 
-def discover(directory: str | os.PathLike[str], layout: str | None = None) -> RevisionSet:
+def discover(
+    directory: str | os.PathLike[str], layout: str | None = None, *, problems: list[RevisionFileError] | None = None
+) -> RevisionSet:
     """Find and pair every NNNN_slug.{up,down}.sql in `directory`, ordered by number.
 
     `layout` names another tool's file layout (see LAYOUTS); its reader (layouts.py) produces the
     same Revision objects, so everything after discovery is shared. None or "z4j": ours.
+
+    The first wrong file raises RevisionFileError. With `problems` (`check`: every problem in one
+    report) each wrong file's error is appended there instead, the revisions it belongs to are
+    left out, and the rest is returned. A missing or unreadable directory raises either way.
     """
-    if layout not in (None, "z4j"):
+    if layout is None:  # the caller gave none (--layout, Z4J_LAYOUT): the directory's toml says, else ours
+        layout = config_layout(Path(directory))
+    if layout != "z4j":
         from .layouts import discover_layout
 
-        return discover_layout(Path(directory), layout)
+        return discover_layout(Path(directory), layout, problems=problems)
     directory = Path(directory)
+    report = _raise if problems is None else problems.append
     pairs: dict[str, dict[str, str]] = {}
     versions: dict[int, str] = {}
     for name in _list_dir(directory):
@@ -387,19 +493,25 @@ def discover(directory: str | os.PathLike[str], layout: str | None = None) -> Re
             continue
         match = REVISION_FILE_NAME.match(name)
         if match is None:
-            raise RevisionFileError(
-                "malformed revision file name; expected NNNN_slug.up.sql or NNNN_slug.down.sql "
-                "(4+ digit number, lowercase slug of a-z, 0-9 and single underscores).",
-                path=str(directory / name),
+            report(
+                RevisionFileError(
+                    "malformed revision file name; expected NNNN_slug.up.sql or NNNN_slug.down.sql "
+                    "(4+ digit number, lowercase slug of a-z, 0-9 and single underscores).",
+                    path=str(directory / name),
+                )
             )
+            continue
         rev_id = f"{match['version']}_{match['slug']}"
         version = int(match["version"])
         other = versions.setdefault(version, rev_id)
         if other != rev_id:
-            raise RevisionFileError(
-                f"duplicate revision number {version}: {other} and {rev_id}; renumber one of them.",
-                path=str(directory / name),
+            report(
+                RevisionFileError(
+                    f"duplicate revision number {version}: {other} and {rev_id}; renumber one of them.",
+                    path=str(directory / name),
+                )
             )
+            continue
         pairs.setdefault(rev_id, {})[match["kind"]] = name
     revisions = []
     base = str(directory)
@@ -407,18 +519,45 @@ def discover(directory: str | os.PathLike[str], layout: str | None = None) -> Re
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if pairs else -1
     try:
         for rev_id, sides in pairs.items():
-            for kind, missing in (("up", "down"), ("down", "up")):
-                if kind in sides and missing not in sides:
-                    raise RevisionFileError(
+            if len(sides) < 2:
+                kind, missing = ("up", "down") if "up" in sides else ("down", "up")
+                report(
+                    RevisionFileError(
                         f"has no matching {rev_id}.{missing}.sql; every revision is a pair.",
                         path=str(directory / sides[kind]),
                     )
-            up, down = sides["up"], sides["down"]
-            up_path, down_path = prefix + up, prefix + down  # == str(directory / name)
-            up_raw, down_raw = _read(up, dir_fd, up_path), _read(down, dir_fd, down_path)
-            revisions.append(parse_pair(int(rev_id.split("_", 1)[0]), rev_id, up_path, up_raw, down_path, down_raw))
+                )
+                continue
+            revision = _read_pair(rev_id, sides, prefix, dir_fd, problems)
+            if revision is not None:
+                revisions.append(revision)
     finally:
         if dir_fd >= 0:
             os.close(dir_fd)
     revisions.sort(key=lambda r: r.version)
-    return RevisionSet(directory, tuple(revisions), read_config(directory))
+    try:
+        extensions = read_config(directory)
+    except RevisionFileError as exc:
+        report(exc)
+        extensions = ()
+    return RevisionSet(directory, tuple(revisions), extensions)
+
+
+def _raise(problem: RevisionFileError) -> None:
+    raise problem
+
+
+def _read_pair(
+    rev_id: str, sides: dict[str, str], prefix: str, dir_fd: int, problems: list[RevisionFileError] | None
+) -> Revision | None:
+    up, down = sides["up"], sides["down"]
+    up_path, down_path = prefix + up, prefix + down  # == str(directory / name)
+    try:
+        up_raw, down_raw = _read(up, dir_fd, up_path), _read(down, dir_fd, down_path)
+    except RevisionFileError as exc:
+        if problems is None:
+            raise
+        problems.append(exc)
+        return None
+    version = int(rev_id.split("_", 1)[0])
+    return parse_pair(version, rev_id, up_path, up_raw, down_path, down_raw, problems=problems)
