@@ -43,7 +43,7 @@ def upgrade(
 ) -> UpgradeResult:
     """Apply every pending revision (up to `to`). Nothing pending: returns after two statements."""
     settings = given_or_from_env(settings, database_url, migrations_dir, **overrides)
-    scan = StartupScan(settings.migrations_dir, wait=bool(settings.connect_wait_s))
+    scan = StartupScan(settings.migrations_dir, wait=bool(settings.connect_wait_s), layout=settings.layout)
     try:
         conn = connect(settings)
     except BaseException:
@@ -117,7 +117,7 @@ def downgrade(
     from .runner import RunContext, check_preflights, run_downgrade
 
     settings = given_or_from_env(settings, database_url, migrations_dir, **overrides)
-    revset = discover(settings.migrations_dir)
+    revset = discover(settings.migrations_dir, settings.layout)
     warn_if_manifest_stale(revset)
     with connected(settings) as conn:
         store = Store(conn, settings.schema)
@@ -154,7 +154,7 @@ def status(
 ) -> StatusReport:
     """What is applied, pending, edited or unknown; who holds the lock. Takes no lock, writes nothing."""
     settings = given_or_from_env(settings, database_url, migrations_dir, **overrides)
-    revset = discover(settings.migrations_dir)
+    revset = discover(settings.migrations_dir, settings.layout)
     with connected(settings) as conn:
         state = Store(conn, settings.schema).state(revset.extensions)
         holder = lock_holder(conn, settings.lock_key)

@@ -36,6 +36,7 @@ VALUE_OPTIONS = {
     "--statement-timeout": "statement_timeout",
     "--direct-url": "direct_url",
     "--wait": "wait_",
+    "--layout": "layout",
 }
 SECONDS = ("lock_timeout", "statement_lock_timeout", "statement_timeout", "wait_")
 FLAG = {key: flag for flag, key in VALUE_OPTIONS.items()}
@@ -89,6 +90,7 @@ def settings_from_options(options: Mapping[str, Any]) -> Settings:
         statement_timeout_s=options.get("statement_timeout"),
         direct_url=options.get("direct_url"),
         connect_wait_s=options.get("wait_"),
+        layout=options.get("layout"),
     )
 
 
@@ -113,7 +115,7 @@ def revision_id(settings: Settings, ref: str | None) -> str | None:
         return ref
     from .revisions import discover
 
-    found = discover(settings.migrations_dir).find(ref)
+    found = discover(settings.migrations_dir, settings.layout).find(ref)
     return found.id if found is not None else ref
 
 

@@ -19,6 +19,10 @@ from .errors import ConfigError
 from .logs import log
 
 _DIR = click.Path(file_okay=False)
+_LAYOUT_HELP = (
+    "Whose file layout the revisions are in: z4j, golang-migrate, dbmate, yoyo or flyway [env Z4J_LAYOUT; "
+    "else layout in the directory's z4j-migrate.toml; default z4j] (docs/revision-format.md, Layouts)."
+)
 _COMMON = [
     click.option("--database-url", help="Database URL or libpq string [env Z4J_DATABASE_URL]."),
     click.option(
@@ -47,6 +51,7 @@ _COMMON = [
     click.option(
         "--wait", "wait_", type=float, help="Retry connecting for up to this many seconds while the database starts."
     ),
+    click.option("--layout", help=_LAYOUT_HELP),
     click.option("-v", "--verbose", count=True, help="More output; tracebacks on errors."),
     click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors."),
 ]
@@ -133,7 +138,7 @@ def _fleet(
         raise ConfigError("--schemas makes each tenant schema its own bookkeeping schema: drop --schema.")
     targets = fan.select(lambda url: run.settings(options if url is None else {**options, "database_url": url}))
     if fan.tenant_mode and targets and command in ("upgrade", "downgrade"):
-        fleet.check_tenant_revisions(targets[0].settings.migrations_dir)
+        fleet.check_tenant_revisions(targets[0].settings.migrations_dir, targets[0].settings.layout)
     fleet.warn_if_empty(fan, targets)
     with fleet.fleet_logging(run.verbosity):
         report = fleet.run_fleet(
@@ -306,11 +311,12 @@ def new_cmd(message: str, migrations_dir: str | None, non_transactional: bool) -
 
 @cli.command("hash")
 @click.argument("directory", required=False, type=_DIR)
-def hash_cmd(directory: str | None) -> None:
+@click.option("--layout", help=_LAYOUT_HELP)
+def hash_cmd(directory: str | None, layout: str | None = None) -> None:
     """Write z4j-migrate.sum, the checksum manifest the start-up check reads (docs/revision-format.md)."""
     from .directory import write_manifest
 
-    path, changed, count = write_manifest(directory)
+    path, changed, count = write_manifest(directory, layout=layout)
     print(f"{'wrote' if changed else 'up to date:'} {path} ({count} revision(s))")
 
 
@@ -320,17 +326,20 @@ def hash_cmd(directory: str | None) -> None:
 @click.option(
     "--tenant-mode", is_flag=True, help="Schema-per-tenant (--schemas): refuse SQL that names a fixed schema."
 )
-def check_cmd(directory: str | None, no_lint: bool = False, tenant_mode: bool = False) -> None:
+@click.option("--layout", help=_LAYOUT_HELP)
+def check_cmd(
+    directory: str | None, no_lint: bool = False, tenant_mode: bool = False, layout: str | None = None
+) -> None:
     """Validate a revision directory offline (no database), then lint it (docs/verify.md)."""
     from .directory import check_directory
     from .lint import render
     from .manifest import MANIFEST_FILE
 
-    report = check_directory(directory, lint=not no_lint)
+    report = check_directory(directory, lint=not no_lint, layout=layout)
     if tenant_mode:  # docs/kubernetes.md, "Schema-per-tenant"
         from .fleet import check_tenant_revisions
 
-        check_tenant_revisions(report.directory)
+        check_tenant_revisions(report.directory, layout=layout)
     print(f"ok: {report.revisions} revision(s) in {report.directory}")
     if not report.has_manifest:
         print(

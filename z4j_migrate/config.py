@@ -20,6 +20,7 @@ ENV_MIGRATIONS_DIR = "Z4J_MIGRATIONS_DIR"
 ENV_LOCK_TIMEOUT = "Z4J_LOCK_TIMEOUT"
 ENV_STATEMENT_TIMEOUT = "Z4J_STATEMENT_TIMEOUT"
 ENV_DIRECT_DATABASE_URL = "Z4J_DIRECT_DATABASE_URL"
+ENV_LAYOUT = "Z4J_LAYOUT"
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "sql"
 if not BUNDLED_DIR.is_dir():  # running from a source checkout, not an installed wheel
@@ -292,9 +293,14 @@ class Settings:
     # Schema-per-tenant (fleet.tenant_targets): the search_path the revisions' SQL runs with, a
     # comma-separated list of plain schema names ("tenant_7,public"); None: the role's own.
     search_path: str | None = None
+    # Whose file layout the revisions are in (revisions.LAYOUTS: z4j, golang-migrate, dbmate, yoyo,
+    # flyway); None: the directory's z4j-migrate.toml says, else z4j.
+    layout: str | None = None
 
     def __post_init__(self) -> None:
         check_identifier(self.schema, source="schema")
+        if self.layout is not None:
+            check_layout(self.layout, source="layout")
         if self.search_path is not None:
             for name in self.search_path.split(","):
                 check_identifier(name.strip(), source="search_path")
@@ -316,6 +322,23 @@ class Settings:
     @property
     def statement_timeout_ms(self) -> int:
         return int(self.statement_timeout_s * 1000)
+
+
+def check_layout(value: str, *, source: str) -> str:
+    """A layout name (revisions.LAYOUTS), or a configuration error naming where it came from."""
+    from .revisions import LAYOUTS
+
+    if value not in LAYOUTS:
+        raise ConfigError(f"{source}={value!r} is not a layout; choose one of {', '.join(LAYOUTS)}.")
+    return value
+
+
+def resolve_layout(given: str | None = None, *, source: str = "--layout") -> str | None:
+    """The layout given (--layout), else Z4J_LAYOUT, else None (the directory's z4j-migrate.toml, else z4j)."""
+    if given is not None and given.strip():
+        return check_layout(given.strip(), source=source)
+    env = os.environ.get(ENV_LAYOUT, "").strip()
+    return check_layout(env, source=ENV_LAYOUT) if env else None
 
 
 def resolve_migrations_dir(directory: str | os.PathLike[str] | None = None) -> Path:
@@ -356,5 +379,7 @@ def settings_from_env(
         direct, direct_source = os.environ.get(ENV_DIRECT_DATABASE_URL), ENV_DIRECT_DATABASE_URL
     if direct is not None and str(direct).strip():
         kwargs["direct_database"] = parse_database_url(str(direct), source=direct_source)
+    layout = overrides.pop("layout", None)
+    kwargs["layout"] = resolve_layout(None if layout is None else str(layout))
     kwargs.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**kwargs)  # type: ignore[arg-type]

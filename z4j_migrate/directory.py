@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import manifest
-from .config import resolve_migrations_dir
-from .errors import RevisionFileError
+from .config import resolve_layout, resolve_migrations_dir
+from .errors import ConfigError, RevisionFileError
 from .revisions import discover
 
 if TYPE_CHECKING:
@@ -47,18 +47,18 @@ class CheckReport:
             )
 
 
-def check_directory(directory: Directory = None, *, lint: bool = True) -> CheckReport:
+def check_directory(directory: Directory = None, *, lint: bool = True, layout: str | None = None) -> CheckReport:
     """Validate every revision (files, headers, SQL) and the manifest, then lint them.
 
     Raises RevisionFileError for an invalid revision or a stale z4j-migrate.sum; lint errors are in
     the report (CheckReport.raise_for_problems raises for them). `lint=False` skips squawk only:
     destructive statements are still found. A missing squawk, or a bad [tool.z4j-migrate.lint]
-    section, is a ConfigError.
+    section, is a ConfigError. `layout`: whose file layout (--layout; else Z4J_LAYOUT, the toml, z4j).
     """
     from .lint import lint as run_lint
     from .sqlcheck import check_revision
 
-    revset = discover(resolve_migrations_dir(directory))
+    revset = discover(resolve_migrations_dir(directory), resolve_layout(layout))
     for revision in revset.revisions:
         check_revision(revision)
     stale = manifest.stale_files(revset, thorough=True)
@@ -68,13 +68,18 @@ def check_directory(directory: Directory = None, *, lint: bool = True) -> CheckR
     return CheckReport(revset.directory, len(revset.revisions), stale is not None, report)
 
 
-def write_manifest(directory: Directory = None) -> tuple[Path, bool, int]:
+def write_manifest(directory: Directory = None, *, layout: str | None = None) -> tuple[Path, bool, int]:
     """Write the directory's z4j-migrate.sum from its (validated) revision files.
 
     Returns the manifest's path, whether the file changed, and the number of revisions. An
     invalid revision raises RevisionFileError and leaves any existing manifest as it was.
     """
-    revset = discover(resolve_migrations_dir(directory))
+    revset = discover(resolve_migrations_dir(directory), resolve_layout(layout))
+    if revset.layout != "z4j":
+        raise ConfigError(
+            f"hash writes the manifest of the z4j layout only; {revset.directory} is read in the {revset.layout} "
+            "layout, whose start-up check reads the files (docs/revision-format.md, Layouts)."
+        )
     changed = manifest.write(revset.directory, manifest.for_revisions(revset))
     return revset.directory / manifest.MANIFEST_FILE, changed, len(revset.revisions)
 

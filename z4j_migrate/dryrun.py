@@ -59,7 +59,7 @@ def render_upgrade(settings: Settings, planned: Iterable[Revision]) -> str:
         "_z4j_migrate_revision, _z4j_migrate_progress, _z4j_migrate_head and the head digest's triggers "
         "(one transaction)"
     )
-    for ext in discover(settings.migrations_dir).extensions:
+    for ext in discover(settings.migrations_dir, settings.layout).extensions:
         lines.append(f"CREATE EXTENSION IF NOT EXISTS {ext};  -- only if not installed")
     for rev in planned:
         lines += ["", f"-- ==== {rev.id}: {rev.message} ({rev.up.path})"]

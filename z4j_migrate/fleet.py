@@ -573,12 +573,13 @@ class FanOut:
         return self.schemas is not None
 
 
-def check_tenant_revisions(migrations_dir: Path) -> None:
+def check_tenant_revisions(migrations_dir: Path, layout: str | None = None) -> None:
     """Schema-per-tenant: refuse (exit 3) before any tenant runs a revision that names a fixed schema."""
+    from .config import resolve_layout
     from .revisions import discover
     from .sqlcheck import check_tenant_revision
 
-    for revision in discover(migrations_dir).revisions:
+    for revision in discover(migrations_dir, resolve_layout(layout)).revisions:
         check_tenant_revision(revision)
 
 

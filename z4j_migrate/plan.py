@@ -5,6 +5,7 @@ No I/O here, so every ordering and drift rule is unit-tested without a server.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import ConfigError, DriftError, IncompleteRevision, IrreversibleRevision
@@ -21,6 +22,20 @@ class Drift:
     edited: tuple[str, ...]  # applied, file changed since (up or down checksum differs)
     unknown: tuple[str, ...]  # applied in the database, absent from the code
     unverified: tuple[str, ...]  # applied by stock yoyo: no checksum to compare
+
+
+def ranker(revisions: tuple[Revision, ...]) -> Callable[[str], int]:
+    """An id's place in the order: its revision's number (`Revision.version`) when the directory has
+    it, else the number the id starts with. In our layout the two are the same; a foreign layout
+    may number by position (yoyo orders by dependencies, then name: layouts.py)."""
+    known = {r.id: r.version for r in revisions}
+    return lambda rev_id: known.get(rev_id, revision_number(rev_id))
+
+
+def order_key(revisions: tuple[Revision, ...]) -> Callable[[str], tuple[int, str]]:
+    """Sort key for ids: by place in the order (ranker), then id; state.by_number for our layout."""
+    rank = ranker(revisions)
+    return lambda rev_id: (rank(rev_id), rev_id)
 
 
 def find_drift(revisions: tuple[Revision, ...], state: DbState) -> Drift:
@@ -62,8 +77,9 @@ def resolve_target(revisions: tuple[Revision, ...], applied_ids: list[str], targ
     if text.isdigit():
         return int(text)
     ids = {r.id for r in revisions} | set(applied_ids)
-    if revision_number(text) >= 0 and text in ids:
-        return revision_number(text)
+    rank = ranker(revisions)
+    if rank(text) >= 0 and text in ids:
+        return rank(text)
     raise ConfigError(f"unknown revision {target!r}: give a revision number or id (see z4j-migrate status).")
 
 
@@ -77,10 +93,11 @@ def plan_upgrade(revisions: tuple[Revision, ...], state: DbState, target: str | 
     _refuse_if_stopped(state, "rollback")
     if not pending:
         return []
-    highest_applied = max((revision_number(i) for i in state.applied), default=-1)
+    rank = ranker(revisions)
+    highest_applied = max((rank(i) for i in state.applied), default=-1)
     out_of_order = [r.id for r in pending if r.version <= highest_applied]
     if out_of_order:
-        newest = max(state.applied, key=by_number)
+        newest = max(state.applied, key=order_key(revisions))
         raise DriftError(
             f"revision(s) {', '.join(out_of_order)} would be applied out of order: the database "
             f"already has {newest} applied. Renumber the new revision(s) above "
@@ -125,7 +142,8 @@ def downgrade_targets(
     state: DbState, revisions: tuple[Revision, ...], *, to: str | None, steps: int | None
 ) -> list[str]:
     """Applied ids to undo, newest first."""
-    applied = sorted(state.applied, key=by_number, reverse=True)
+    rank = ranker(revisions)
+    applied = sorted(state.applied, key=order_key(revisions), reverse=True)
     if steps is not None:
         if steps < 1:
             raise ConfigError(f"--steps {steps}: give 1 or more.")
@@ -135,9 +153,9 @@ def downgrade_targets(
     if to.strip().lower() == "base":
         return applied
     version = resolve_target(revisions, applied, to)
-    if not any(revision_number(i) == version for i in applied):
+    if not any(rank(i) == version for i in applied):
         raise ConfigError(f"--to {to}: that revision is not applied, so the database cannot be downgraded to it.")
-    return [i for i in applied if revision_number(i) > version]
+    return [i for i in applied if rank(i) > version]
 
 
 def plan_downgrade(

@@ -19,7 +19,7 @@ from .store import Store
 
 def accept_edit(settings: Settings, rev_id: str) -> None:
     """Store the current checksums (and down SQL) of an edited, applied revision."""
-    revset = discover(settings.migrations_dir)
+    revset = discover(settings.migrations_dir, settings.layout)
     revision = revset.by_id().get(rev_id)
     if revision is None:
         raise ConfigError(f"accept: {rev_id} is not a revision in {revset.directory}.")
@@ -39,7 +39,7 @@ def accept_edit(settings: Settings, rev_id: str) -> None:
 
 def resolve_partial(settings: Settings, rev_id: str, *, applied: bool) -> None:
     """Close the journal of a stopped non-transactional revision, as applied or as never applied."""
-    revset = discover(settings.migrations_dir)
+    revset = discover(settings.migrations_dir, settings.layout)
     with connected(settings) as conn, locked_transaction(conn, settings.lock_key, settings.lock_timeout_s):
         store = Store(conn, settings.schema)
         state = store.state(())

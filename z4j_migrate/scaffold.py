@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from .config import resolve_migrations_dir
+from .config import resolve_layout, resolve_migrations_dir
 from .errors import ConfigError
 from .revisions import discover
 
@@ -24,7 +24,12 @@ def new_revision(
         raise ConfigError('new: give a one-line message, e.g. z4j-migrate new "add tasks.priority".')
     folder = resolve_migrations_dir(directory)
     folder.mkdir(parents=True, exist_ok=True)
-    revset = discover(folder)
+    revset = discover(folder, resolve_layout(None, source="Z4J_LAYOUT"))
+    if revset.layout != "z4j":
+        raise ConfigError(
+            f"new writes z4j pairs; {folder} is in the {revset.layout} layout: name the new file as that tool "
+            "does (docs/revision-format.md, Layouts)."
+        )
     version = max((r.version for r in revset.revisions), default=0) + 1
     width = max([4] + [len(r.id.split("_", 1)[0]) for r in revset.revisions])
     stem = f"{version:0{width}d}_{slugify(message)}"

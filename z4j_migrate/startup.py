@@ -47,8 +47,9 @@ class StartupScan:
     --wait (connect retries) everything runs first, so a file error is reported at once.
     """
 
-    def __init__(self, directory: Path, *, wait: bool) -> None:
+    def __init__(self, directory: Path, *, wait: bool, layout: str | None = None) -> None:
         self._directory = directory
+        self._layout = layout  # Settings.layout: None reads the directory's z4j-migrate.toml
         self._manifest: manifest.Manifest | None = None
         self._revset: RevisionSet | None = None
         self._files_digest: int | None = None
@@ -62,9 +63,10 @@ class StartupScan:
 
     def _run(self) -> None:
         try:
-            self._manifest = manifest.trusted(self._directory)
+            if self._layout in (None, "z4j"):  # `hash` writes manifests for our layout only
+                self._manifest = manifest.trusted(self._directory)
             if self._manifest is None:
-                self._revset = discover(self._directory)
+                self._revset = discover(self._directory, self._layout)
         except BaseException as exc:  # handed to the caller's thread by expected()/result()
             self._error = exc
 
@@ -94,7 +96,7 @@ class StartupScan:
         """Every revision, read and parsed (from the files, never from the manifest)."""
         self._join()
         if self._revset is None:
-            self._revset = discover(self._directory)
+            self._revset = discover(self._directory, self._layout)
         return self._revset
 
 

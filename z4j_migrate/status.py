@@ -7,9 +7,9 @@ from datetime import datetime
 from enum import StrEnum
 
 from .lock import LockHolder
-from .plan import Drift, find_drift
+from .plan import Drift, find_drift, order_key
 from .revisions import Revision, RevisionSet
-from .state import DbState, ProgressRow, by_number
+from .state import DbState, ProgressRow
 
 
 class RevisionState(StrEnum):
@@ -71,7 +71,7 @@ def build_status(
 ) -> StatusReport:
     known = revset.by_id()
     drift = find_drift(revset.revisions, state)
-    ids = sorted(set(known) | set(state.applied) | set(state.in_progress), key=by_number)
+    ids = sorted(set(known) | set(state.applied) | set(state.in_progress), key=order_key(revset.revisions))
     rows = tuple(_row(rev_id, known.get(rev_id), state, drift) for rev_id in ids)
     missing = tuple(e for e in revset.extensions if e not in state.extensions)
     return StatusReport(display, rows, missing, holder, invalid, state.bookkeeping or state.legacy_yoyo, manifest_stale)

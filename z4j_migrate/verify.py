@@ -214,7 +214,7 @@ def _checked_revisions(settings: Settings) -> RevisionSet:
     """The revisions, each file checked: a malformed one fails (exit 3) before any database work."""
     from .sqlcheck import check_revision
 
-    revset = discover(settings.migrations_dir)
+    revset = discover(settings.migrations_dir, settings.layout)
     for revision in revset.revisions:
         check_revision(revision)
     return revset

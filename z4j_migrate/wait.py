@@ -102,7 +102,8 @@ class _Waiter:
         self.started = time.monotonic()
         self.deadline = self.started + timeout_s
         self.connect_until = self.started + max(timeout_s, settings.connect_wait_s)
-        self.scan = StartupScan(settings.migrations_dir, wait=True)  # read once, in line (no thread to outlive us)
+        # Read once, in line (no thread to outlive us).
+        self.scan = StartupScan(settings.migrations_dir, wait=True, layout=settings.layout)
         self.conn: psycopg.Connection | None = None
         self.polls = 0
         self.last: _Poll | None = None  # the last full read
