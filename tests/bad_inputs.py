@@ -161,7 +161,13 @@ def transactional_not_boolean_in_down(ctx: Scene) -> None:
     ctx.pair("0003_x", "-- message: m\nCREATE TABLE x (id int);\n", "-- transactional: yes\nDROP TABLE x;\n")
 
 
-@case(3, lambda ctx: ("'-- mesage:' looks like a misspelt directive; did you mean '-- message:'", ctx.where("0003_x.up.sql", 2)))
+@case(
+    3,
+    lambda ctx: (
+        "'-- mesage:' looks like a misspelt directive; did you mean '-- message:'",
+        ctx.where("0003_x.up.sql", 2),
+    ),
+)
 def misspelt_directive(ctx: Scene) -> None:
     ctx.pair("0003_x", "-- message: m\n-- mesage: bob\nCREATE TABLE x (id int);\n")
 

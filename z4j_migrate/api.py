@@ -87,8 +87,7 @@ def _apply(
     from .runner import RunContext, prepare, run_upgrade
     from .sqlcheck import check_revision
 
-    for revision in pending:  # parse everything before running anything
-        check_revision(revision)
+    pending = [check_revision(r) for r in pending]  # parse all before running any; settled (sqlcheck.settle)
     needed = any(not r.up.transactional for r in pending)
     with session_connection(conn, settings, pooled=pooled, needed=needed) as session_conn:
         ctx = RunContext(settings, session_conn)
@@ -129,7 +128,7 @@ def downgrade(
         if plan:
             from .sqlcheck import check_unverified_downs
 
-            check_unverified_downs(plan, find_drift(revset.revisions, state).unverified)
+            plan = check_unverified_downs(plan, find_drift(revset.revisions, state).unverified)  # settled
         if not plan:
             return DowngradeResult()
         check_preflights(conn, plan, search_path=settings.search_path_value)

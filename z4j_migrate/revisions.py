@@ -54,6 +54,9 @@ class SqlFile:
     # No marker said whether the file runs in a transaction (foreign layouts): `transactional` is a
     # cheap guess until sqlcheck reads the statements, just before the revision runs or in `check`.
     decided_by_sql: bool = False
+    # sqlcheck.settle has read the statements: the mode is decided and a BEGIN ... COMMIT wrapper is
+    # blanked out of `text` (newlines kept); `checksum` stays that of the file as published.
+    settled: bool = False
 
 
 @dataclass(frozen=True)

@@ -237,6 +237,9 @@ def rollback_revision(
 def _run_one(
     conn: psycopg.Connection, ctx: RunContext, revision: Revision, direction: str, *, journaled: bool
 ) -> RevisionRun | None:
+    from .sqlcheck import settle
+
+    revision = settle(revision)  # as it runs: mode decided, a BEGIN ... COMMIT wrapper dropped (no-op if settled)
     sql_file = revision.up if direction == "apply" else revision.down
     clear = journaled or not sql_file.transactional  # a journal row to delete with the history rows
 
