@@ -4,14 +4,17 @@ Kept light on purpose: importing the package must not import yoyo or the SQL
 parser, because the start-up call runs on every boot of every replica.
 """
 
+from .adopt import AdoptResult, adopt
 from .api import DowngradeResult, UpgradeResult, downgrade, migrate_on_startup, status, upgrade
 from .config import Settings, settings_from_env
 from .errors import (
+    AdoptionMismatch,
     ConfigError,
     ConnectionFailed,
     DeclinedByOperator,
     DriftError,
     ExtensionError,
+    ForeignHistory,
     IncompleteRevision,
     IrreversibleRevision,
     LockTimeout,
@@ -34,12 +37,15 @@ from .wait import WaitResult, wait_for_head
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdoptResult",
+    "AdoptionMismatch",
     "ConfigError",
     "ConnectionFailed",
     "DeclinedByOperator",
     "DowngradeResult",
     "DriftError",
     "ExtensionError",
+    "ForeignHistory",
     "IncompleteRevision",
     "Interrupted",
     "IrreversibleRevision",
@@ -61,6 +67,7 @@ __all__ = [
     "WaitResult",
     "WaitTimeout",
     "Z4jMigrateError",
+    "adopt",
     "downgrade",
     "migrate_on_startup",
     "settings_from_env",

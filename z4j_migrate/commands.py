@@ -441,3 +441,31 @@ def verify_cmd(
     run.progress.finish()
     print(report.to_json() if as_json else render_text(report), end="\n" if as_json else "")
     report.raise_for_problems()
+
+
+@cli.command("adopt")
+@common
+@click.option(
+    "--from",
+    "source",
+    type=click.Choice(["golang-migrate", "dbmate", "yoyo", "flyway"]),
+    help="The tool whose history says what is applied.",
+)
+@click.option("--to", "to", help="A database built by hand: the newest revision it already has (number or id).")
+@click.option("--history-table", help="That tool's history table, if not its default name (TABLE or SCHEMA.TABLE).")
+@click.option("--dry-run", is_flag=True, help="Build and compare; record nothing.")
+@click.pass_obj
+def adopt_cmd(
+    run: Invocation, source: str | None, to: str | None, history_table: str | None, dry_run: bool, **options: Any
+) -> None:
+    """Take over a database another tool (or a person) built: record the revisions once its catalog
+    matches theirs (built in a scratch database); exit 5 if not (docs/adoption.md)."""
+    from .adopt import adopt
+
+    settings = run.settings(options)
+    if run.verbosity <= 0:
+        log.setLevel(logging.WARNING)  # the scratch build's engine lines are not the story
+    result = adopt(
+        settings, source=source, to=to, history_table=history_table, dry_run=dry_run, on_progress=run.progress.echo
+    )
+    run.say(result.summary())

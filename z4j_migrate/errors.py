@@ -9,7 +9,10 @@
      |    +-- IrreversibleRevision            a downgrade would cross an irreversible revision
      |    +-- PreflightFailed                 a downgrade preflight returned false
      |    +-- DeclinedByOperator              the operator answered "no"
+     |    +-- ForeignHistory                  another tool's history (and none of ours): adopt first;
+     |                                        or that history is dirty / failed
      +-- DriftError                      (5)  database and code disagree (edited, out of order)
+     |    +-- AdoptionMismatch                `adopt`: the live catalog is not what the revisions build
      +-- LockTimeout                     (6)  could not get the migration lock or a table lock
      +-- ConnectionFailed                (7)  could not reach / log in to the database
      +-- PrivilegeError                  (7)  logged in, but the role lacks a privilege we need
@@ -139,8 +142,27 @@ class DeclinedByOperator(RefusedError):
     pass
 
 
+class ForeignHistory(RefusedError):
+    """Another migration tool's history table is in the database (`tool`: golang-migrate, dbmate,
+    yoyo, flyway): `upgrade` refuses until `adopt` has checked and recorded it, and `adopt` refuses a
+    history that says a migration failed or stopped part-way."""
+
+    def __init__(self, message: str, *, tool: str) -> None:
+        self.tool = tool
+        super().__init__(message)
+
+
 class DriftError(Z4jMigrateError):
     exit_code = 5
+
+
+class AdoptionMismatch(DriftError):
+    """`adopt`: the database's catalog differs from the one the revisions build; `differences` names
+    each object. Nothing was recorded."""
+
+    def __init__(self, message: str, differences: Iterable[str] = ()) -> None:
+        self.differences = list(differences)
+        super().__init__(message)
 
 
 class LockTimeout(Z4jMigrateError):
@@ -205,8 +227,10 @@ EXIT_CODES: dict[int, str] = {
     1: "a revision's SQL failed (rolled back), or an unexpected error",
     2: "usage or configuration error (bad option, environment variable or URL)",
     3: "invalid revision files (naming, pairing, directives, encoding, forbidden SQL)",
-    4: "refused before anything ran (irreversible revision, preflight false, answer 'no')",
-    5: "drift: an applied revision was edited, or the plan would apply out of order",
+    4: "refused before anything ran (irreversible revision, preflight false, answer 'no', another tool's history "
+    "without ours: run adopt; adopt of a dirty or failed history)",
+    5: "drift: an applied revision was edited, or the plan would apply out of order; adopt: the catalog differs "
+    "from what the revisions build, or the history names a revision the directory lacks",
     6: "lock timeout (migration lock held by another process, or a table lock)",
     7: "cannot connect to the database (unreachable, authentication, unknown database), or the role lacks "
     "a privilege z4j-migrate needs (its bookkeeping tables, a missing extension)",

@@ -114,6 +114,8 @@ def check_head(store: Store, scan: StartupScan, *, to: str | None) -> HeadCheck:
     have if the files had been read first."""
     try:
         found = store.probe_all_extensions()
+        if not found.ours:  # a first run (never the no-op): is this database another tool's?
+            refuse_foreign_history(store)
         expected, extensions = scan.expected()
         stored = None
         if found.head and all(e in found.extensions for e in extensions):
@@ -122,6 +124,17 @@ def check_head(store: Store, scan: StartupScan, *, to: str | None) -> HeadCheck:
     except BaseException:
         scan.expected()
         raise
+
+
+def refuse_foreign_history(store: Store) -> None:
+    """No bookkeeping of ours: if another tool's history is here (foreign.py), running the revisions
+    would apply again what it applied, so refuse before anything runs, naming `adopt`. One catalog
+    statement, on the first run only."""
+    from . import foreign
+
+    tables = foreign.detect(store.conn, store.schema)
+    if tables:
+        raise foreign.refusal(tables, f"database {store.conn.info.dbname}")
 
 
 def all_applied(revset: RevisionSet, state: DbState) -> bool:

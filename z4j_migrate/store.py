@@ -510,6 +510,13 @@ class Store:
         query = self._q.recorded[(clear_progress, True)]
         return psycopg.ClientCursor(self.conn).mogrify(query, _applied_params(revision))
 
+    def record_adopted(self, revision: Revision, *, comment: str) -> None:
+        """A revision another tool (or a person) applied, taken over by `adopt` (adopt.py) once the
+        catalogs matched: recorded as applying records it (so the head digest's triggers see the
+        same rows), and audited in _yoyo_log as a mark saying where it came from."""
+        self.record_applied(revision, duration_ms=0.0, clear_progress=False)
+        self._log(revision.id, "mark", comment)
+
     def record_rolled_back(self, rev_id: str, *, clear_progress: bool = True) -> None:
         self._cur.execute(self._q.removed[clear_progress], _removed_params(rev_id))
 

@@ -42,3 +42,11 @@ def test_errors_carry_structured_fields():
     holder = z4j_migrate.LockHolder(pid=42, role="migrator")
     assert z4j_migrate.LockTimeout("busy", holder=holder).holder is holder
     assert z4j_migrate.RevisionFileError("bad", path="f.sql", line=3).message == "f.sql:3: bad"
+
+
+def test_adopt_is_a_verb_of_the_package():
+    import importlib
+
+    adopt_module = importlib.import_module("z4j_migrate.adopt")
+    assert z4j_migrate.adopt is adopt_module.adopt and z4j_migrate.AdoptResult is adopt_module.AdoptResult
+    assert {"adopt", "AdoptResult", "AdoptionMismatch", "ForeignHistory"} <= set(z4j_migrate.__all__)
