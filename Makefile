@@ -20,8 +20,9 @@ $(PY): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $(PY)
 
-install: $(PY) ## venv with the package and test deps; PostgreSQL 15 server and PgBouncer if missing (root)
+install: $(PY) ## venv with the package and test deps; PostgreSQL 15 server and PgBouncer if missing (root); dbmate (adopt tests)
 	@if [ "$$(id -u)" = 0 ]; then bash scripts/install-pg15.sh; bash scripts/install-pgbouncer.sh; fi
+	@bash scripts/fetch-dbmate.sh >/dev/null
 
 install-pg15: ## Debian's PostgreSQL 15 server + contrib (root; idempotent)
 	bash scripts/install-pg15.sh
