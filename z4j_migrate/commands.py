@@ -326,9 +326,16 @@ def hash_cmd(directory: str | None, layout: str | None = None) -> None:
 @click.option(
     "--tenant-mode", is_flag=True, help="Schema-per-tenant (--schemas): refuse SQL that names a fixed schema."
 )
+@click.option("-v", "--verbose", count=True, help="List every lint finding (default: a few per rule).")
 @click.option("--layout", help=_LAYOUT_HELP)
+@click.pass_obj
 def check_cmd(
-    directory: str | None, no_lint: bool = False, tenant_mode: bool = False, layout: str | None = None
+    run: Invocation,
+    directory: str | None,
+    no_lint: bool = False,
+    tenant_mode: bool = False,
+    verbose: int = 0,
+    layout: str | None = None,
 ) -> None:
     """Validate a revision directory offline (no database), then lint it (docs/verify.md)."""
     from .directory import check_directory
@@ -346,7 +353,7 @@ def check_cmd(
             f"note: no {MANIFEST_FILE}: every start-up reads and hashes every revision file "
             "(z4j-migrate hash writes it; docs/revision-format.md)"
         )
-    print(render(report.lint), end="")
+    print(render(report.lint, verbose=verbose + run.options.get("verbose", 0) > 0), end="")
     report.raise_for_problems()
 
 

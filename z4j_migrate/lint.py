@@ -10,6 +10,7 @@ the nearest pyproject.toml:
     error_rules = ["adding-required-field"]          # findings of these fail `check` (exit 3)
     ignore_rules = ["require-lock-timeout", "require-statement-timeout"]
     down_ignore_rules = ["ban-drop-*"]               # extra rules not reported for .down.sql files
+                                                     # (default: DEFAULT_DOWN_IGNORE_RULES; a list replaces it)
     pg_version = "15"                                # passed to squawk --pg-version
     squawk = "/path/to/squawk"                       # default: next to python, then PATH
 
@@ -31,7 +32,6 @@ import shutil
 import subprocess
 import sys
 import tomllib
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,8 +44,30 @@ UNUSED_DIRECTIVE_RULE = "destructive-directive-unused"
 # z4j-migrate runs every statement with lock_timeout set (--statement-lock-timeout), and a
 # statement_timeout would abort legitimate long backfills: both squawk reminders are noise here.
 DEFAULT_IGNORE_RULES = ("require-lock-timeout", "require-statement-timeout")
-# A down file undoes its up: dropping what the up created is its job.
-DEFAULT_DOWN_IGNORE_RULES = ("ban-drop-*",)
+# Not reported for down files: a down undoes its up, and each of these findings is the undo itself
+# (docs/verify.md, "Down files"). Kept for downs: what fails or rewrites at run time (adding-required-field,
+# adding-field-with-default, syntax-error, ban-concurrent-index-creation-in-transaction, transaction-nesting,
+# ...) and prefer-robust-stmts (a non-transactional down re-run after a failure).
+DEFAULT_DOWN_IGNORE_RULES = (
+    "ban-drop-*",  # undoing a CREATE, ADD or SET NOT NULL is a DROP
+    # The safe forms of these split a statement over transactions (CONCURRENTLY, NOT VALID then
+    # VALIDATE): the down would become non-transactional, giving up the atomic undo on the path
+    # that runs rarely and under pressure, for what the up changed moments before.
+    "require-concurrent-index-*",
+    "constraint-missing-not-valid",
+    "adding-foreign-key-constraint",
+    "disallowed-unique-constraint",
+    "adding-not-nullable-field",
+    "renaming-*",  # undoing a rename is renaming back
+    "changing-column-type",  # only the reverse change restores the old type
+    # A down restores the definition that was there; choosing a better type is the up's job.
+    "prefer-bigint-over-int",
+    "prefer-bigint-over-smallint",
+    "prefer-identity",
+    "prefer-text-field",
+    "prefer-timestamp-tz",
+    "ban-char-field",
+)
 _KEYS = {"error_rules", "ignore_rules", "down_ignore_rules", "pg_version", "squawk"}
 
 
@@ -383,21 +405,44 @@ def _display(path: str) -> str:
         return path
 
 
-def render(report: LintReport) -> str:
-    """Findings grouped per file, then a tally per severity and rule."""
+SHOWN_PER_RULE = 3  # locations listed under each rule unless verbose
+
+
+def by_rule(findings: list[Finding]) -> list[list[Finding]]:
+    """The findings grouped by severity and rule: errors first, then the most frequent rule first."""
+    groups: dict[tuple[str, str], list[Finding]] = {}
+    for f in findings:
+        groups.setdefault((f.severity, f.rule), []).append(f)
+    return sorted(groups.values(), key=lambda g: (g[0].severity != "error", -len(g), g[0].rule))
+
+
+def _render_rule(group: list[Finding], shown: int | None) -> list[str]:
+    """One line for the rule (count, and its message when every finding has the same one), then where."""
+    first = group[0]
+    same_message = all(f.message == first.message and f.help == first.help for f in group)
+    head = f"{first.severity}  {first.rule}  {len(group)}"
+    if same_message:
+        head += f": {first.message}" + (f" ({first.help})" if first.help else "")
+    lines = [head]
+    listed = group if shown is None else group[:shown]
+    for f in listed:
+        where = f"    {_display(f.path)}:{f.line}:{f.column}"
+        lines.append(where if same_message else f"{where}  {f.message}" + (f" ({f.help})" if f.help else ""))
+    if len(listed) < len(group):
+        lines.append(f"    ... and {len(group) - len(listed)} more (check -v lists every finding)")
+    return lines
+
+
+def render(report: LintReport, *, verbose: bool = False) -> str:
+    """One block per rule (its count, message and first few locations; every location when `verbose`),
+    then the totals: a directory with the same finding in hundreds of files stays readable."""
     lines: list[str] = []
-    current = None
-    for f in report.findings:
-        if f.path != current:
-            current = f.path
-            lines.append(_display(f.path))
-        lines.append(f"  {f.render()}")
-    by_rule = Counter((f.severity, f.rule) for f in report.findings)
-    tally = ", ".join(f"{rule} {n}" for (_, rule), n in sorted(by_rule.items(), key=lambda kv: (kv[0][0], kv[0][1])))
+    for group in by_rule(report.findings):
+        lines.extend(_render_rule(group, None if verbose else SHOWN_PER_RULE))
     tool = report.squawk or "squawk skipped (--no-lint)"
     config = f"; config {_display(report.config.source)}" if report.config.source else ""
     lines.append(
         f"lint: {len(report.errors)} error(s), {len(report.warnings)} warning(s) in {report.files} file(s) "
-        f"({tool}{config})" + (f": {tally}" if tally else "")
+        f"({tool}{config})"
     )
     return "\n".join(lines) + "\n"

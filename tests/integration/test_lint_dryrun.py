@@ -24,14 +24,15 @@ def project(tmp_path: Path, lint_section: str = "") -> Path:
 
 
 def findings(stdout: str) -> list[tuple[str, str, str]]:
-    """(file, line:col, rule) of each finding line under its file heading."""
+    """(file, line:col, "severity rule") of each location listed under its rule's line."""
     out, current = [], None
     for line in stdout.splitlines():
-        if line.endswith(".sql") and not line.startswith(" "):
-            current = Path(line).name
-        elif line.startswith("  ") and current:
-            where, severity, rule = line.split()[:3]
-            out.append((current, where, f"{severity} {rule}"))
+        if line.startswith(("warning  ", "error  ")):
+            severity, rule = line.split()[:2]
+            current = f"{severity} {rule}"
+        elif line.startswith("    ") and current and not line.lstrip().startswith("..."):
+            path, where = line.split()[0].split(":", 1)
+            out.append((Path(path).name, where, current))
     return out
 
 
@@ -51,7 +52,8 @@ def test_lint_reports_blocking_index_and_required_column_per_file_and_rule(tmp_p
     assert not [f for f in found if f[0] == "0001_t.up.sql" and "concurrent" in f[2]]
     assert "During normal index creation" in r.stdout
     assert "lint: 0 error(s)" in r.stdout and "squawk 2.70.0" in r.stdout
-    assert "adding-required-field 1" in r.stdout and "require-concurrent-index-creation 1" in r.stdout
+    assert "warning  adding-required-field  1: " in r.stdout
+    assert "warning  require-concurrent-index-creation  1: " in r.stdout
 
 
 def test_error_rules_fail_check_and_ignore_rules_silence_it(tmp_path):
@@ -64,7 +66,7 @@ def test_error_rules_fail_check_and_ignore_rules_silence_it(tmp_path):
     r = run_cli("check", str(folder))
     assert r.returncode == 3, r.stdout + r.stderr
     assert findings(r.stdout) == [("0003_b.up.sql", "2:15", "error adding-required-field")]
-    assert "0003_b.up.sql:2: lint found 1 error(s)" in r.stderr and "adding-required-field" in r.stderr
+    assert "1 lint error(s)" in r.stderr and "0003_b.up.sql:2: adding-required-field" in r.stderr
     r = run_cli("check", "--no-lint", str(folder))
     assert r.returncode == 0 and findings(r.stdout) == [] and "squawk skipped (--no-lint)" in r.stdout
 
@@ -82,18 +84,39 @@ def test_squawk_is_told_whether_the_file_runs_in_a_transaction(tmp_path):
     assert not [f for f in found if f[0].startswith("0002_in_tx")]
 
 
-def test_down_files_are_linted_without_the_drop_rules(tmp_path):
+def test_down_files_are_linted_without_the_rules_their_undo_sets_off(tmp_path):
     folder = project(tmp_path, "[tool.z4j-migrate.lint]\nignore_rules = []\n")
     write_pair(
         folder,
         "0002_c",
-        "ALTER TABLE t ADD COLUMN c text;",
-        "ALTER TABLE t DROP COLUMN c;\nCREATE INDEX ix_t2 ON t (a);",
+        "ALTER TABLE t ADD COLUMN c text;\nDROP INDEX ix_t_fresh;",
+        "ALTER TABLE t DROP COLUMN c;\nCREATE INDEX ix_t_fresh ON t (a);\nALTER TABLE t ADD COLUMN d bigint NOT NULL;",
     )
     found = findings(run_cli("check", str(folder)).stdout)
+    up = {f[2] for f in found if f[0] == "0002_c.up.sql"}
     down = {f[2] for f in found if f[0] == "0002_c.down.sql"}
-    assert "warning require-concurrent-index-creation" in down and "warning ban-drop-column" not in down
-    assert "warning require-lock-timeout" in {f[2] for f in found}  # ignore_rules = [] replaces the default
+    assert "warning require-concurrent-index-deletion" in up  # the up is judged as before
+    assert "warning adding-required-field" in down  # a down can get this one wrong like an up
+    assert not {"warning ban-drop-column", "warning require-concurrent-index-creation"} & down
+    assert "warning require-lock-timeout" in up | down  # ignore_rules = [] replaces the default
+
+
+def test_the_same_finding_in_many_files_is_one_line_with_a_count(tmp_path):
+    folder = project(tmp_path, '[tool.z4j-migrate.lint]\nignore_rules = ["require-*-timeout"]\n')
+    for n in range(2, 42):  # 40 revisions, each an index the ordinary way and a down that drops it
+        write_pair(folder, f"{n:04d}_ix{n}", f"CREATE INDEX ix{n} ON t (a);", f"DROP INDEX ix{n};")
+    r = run_cli("check", str(folder))
+    assert r.returncode == 0, r.stdout + r.stderr
+    rule_lines = [line for line in r.stdout.splitlines() if line.startswith("warning  ")]
+    assert rule_lines == [rule_lines[0]] and rule_lines[0].startswith(
+        "warning  require-concurrent-index-creation  40: During normal index creation"
+    )
+    assert [f[0] for f in findings(r.stdout)] == ["0002_ix2.up.sql", "0003_ix3.up.sql", "0004_ix4.up.sql"]
+    assert "    ... and 37 more (check -v lists every finding)" in r.stdout
+    assert len(r.stdout.splitlines()) < 10
+    everything = findings(run_cli("check", "-v", str(folder)).stdout)
+    assert len(everything) == 40 and {f[2] for f in everything} == {"warning require-concurrent-index-creation"}
+    assert len(findings(run_cli("-v", "check", str(folder)).stdout)) == 40  # -v before the command too
 
 
 def test_missing_squawk_and_bad_config_are_clear_errors(tmp_path, monkeypatch):
@@ -163,7 +186,7 @@ def test_destructive_up_needs_a_directive_or_an_irreversible_down(tmp_path):
     assert r.returncode == 3, r.stdout + r.stderr
     assert findings(r.stdout) == [("0002_drop_a.up.sql", "2:1", "error destructive-statement")]
     assert "drops column t.a" in r.stdout and "-- destructive: <why this is acceptable>" in r.stdout
-    assert "0002_drop_a.up.sql:2: lint found 1 error(s)" in r.stderr
+    assert "1 lint error(s)" in r.stderr and "0002_drop_a.up.sql:2: destructive-statement" in r.stderr
 
     (folder / "0002_drop_a.up.sql").write_text(
         "-- message: drop t.a\n-- destructive: t.a has been unused since 2.0\nALTER TABLE t DROP COLUMN a;\n"
