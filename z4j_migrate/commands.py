@@ -6,6 +6,7 @@ parsed without click). Errors are not handled here: they all leave through `cli.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -320,6 +321,30 @@ def hash_cmd(directory: str | None, layout: str | None = None) -> None:
     print(f"{'wrote' if changed else 'up to date:'} {path} ({count} revision(s))")
 
 
+@cli.command("export")
+@click.argument("directory", type=_DIR)
+@click.option(
+    "--layout",
+    "to_layout",
+    required=True,
+    type=click.Choice(["golang-migrate", "dbmate", "yoyo", "flyway"]),
+    help="The tool to write the revisions for.",
+)
+@click.option("--migrations-dir", type=_DIR, help="The revisions to export [env Z4J_MIGRATIONS_DIR].")
+@click.option("--from-layout", help="The layout --migrations-dir is written in [env Z4J_LAYOUT; default z4j].")
+@click.option("--force", is_flag=True, help="Write into a non-empty DIRECTORY, replacing its .sql and .sql.conf files.")
+def export_cmd(
+    directory: str, to_layout: str, migrations_dir: str | None, from_layout: str | None, force: bool
+) -> None:
+    """Write the revisions into DIRECTORY in another tool's layout (docs/revision-format.md, Exporting)."""
+    from .export import export
+
+    result = export(to_layout, directory, migrations_dir=migrations_dir, force=force, from_layout=from_layout)
+    print(f"wrote {len(result.files)} file(s) for {result.revisions} revision(s) to {result.directory} ({to_layout})")
+    for note in result.notes:
+        print(f"note: {note}")
+
+
 @cli.command("check")
 @click.argument("directory", required=False, type=_DIR)
 @click.option("--no-lint", is_flag=True, help="Skip squawk (destructive statements are still checked).")
@@ -328,6 +353,7 @@ def hash_cmd(directory: str | None, layout: str | None = None) -> None:
 )
 @click.option("-v", "--verbose", count=True, help="List every lint finding (default: a few per rule).")
 @click.option("--layout", help=_LAYOUT_HELP)
+@_JSON
 @click.pass_obj
 def check_cmd(
     run: Invocation,
@@ -336,24 +362,22 @@ def check_cmd(
     tenant_mode: bool = False,
     verbose: int = 0,
     layout: str | None = None,
+    as_json: bool = False,
 ) -> None:
-    """Validate a revision directory offline (no database), then lint it (docs/verify.md)."""
+    """Validate a revision directory offline (no database), then lint it: every problem, one line
+    each, then exit 3 if there is any (docs/verify.md)."""
     from .directory import check_directory
-    from .lint import render
-    from .manifest import MANIFEST_FILE
 
+    layout = layout or run.options.get("layout")
     report = check_directory(directory, lint=not no_lint, layout=layout)
-    if tenant_mode:  # docs/kubernetes.md, "Schema-per-tenant"
+    if tenant_mode and not report.problems:  # docs/kubernetes.md, "Schema-per-tenant"
         from .fleet import check_tenant_revisions
 
         check_tenant_revisions(report.directory, layout=layout)
-    print(f"ok: {report.revisions} revision(s) in {report.directory}")
-    if not report.has_manifest:
-        print(
-            f"note: no {MANIFEST_FILE}: every start-up reads and hashes every revision file "
-            "(z4j-migrate hash writes it; docs/revision-format.md)"
-        )
-    print(render(report.lint, verbose=verbose + run.options.get("verbose", 0) > 0), end="")
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(report.render(verbose=verbose + run.options.get("verbose", 0) > 0), end="")
     report.raise_for_problems()
 
 
@@ -418,11 +442,23 @@ def resolve_cmd(run: Invocation, revision: str, outcome: str | None, **options: 
     "--no-scratch", is_flag=True, help="Verify in the --database-url database itself (must be empty; left at head)."
 )
 @click.option("--keep", is_flag=True, help="Do not drop the scratch database (its URL is printed).")
+@click.option(
+    "--keep-going", is_flag=True, help="After a revision fails, rebuild up to it and check the rest: list them all."
+)
+@click.option("--strict", is_flag=True, help="Warnings (a column re-added at another position) fail too.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @fan_out
 @click.pass_obj
 def verify_cmd(
-    run: Invocation, seed: str | None, smoke: str | None, no_scratch: bool, keep: bool, as_json: bool, **options: Any
+    run: Invocation,
+    seed: str | None,
+    smoke: str | None,
+    no_scratch: bool,
+    keep: bool,
+    keep_going: bool,
+    strict: bool,
+    as_json: bool,
+    **options: Any,
 ) -> None:
     """Prove that every down undoes its up, on a scratch database (exit 9 if not; docs/verify.md)."""
     from .verify import render_text, verify
@@ -438,13 +474,23 @@ def verify_cmd(
                 if fan.tenant_mode
                 else "verify --keep prints one scratch database: leave out the fan-out options."
             )
-        action = lambda s: verified(verify(s, seed=seed, smoke=smoke, scratch=not no_scratch))  # noqa: E731
+        kw = {"keep_going": keep_going, "strict": strict}
+        action = lambda s: verified(verify(s, seed=seed, smoke=smoke, scratch=not no_scratch, **kw))  # noqa: E731
         return _fleet(run, options, fan, "verify", action, describe_verify, as_json=as_json)
     settings = run.settings(options)
     if run.verbosity <= 0:
         log.setLevel(logging.WARNING)  # the engine's progress lines would drown the report
     say = (lambda _text: None) if as_json else run.progress.echo
-    report = verify(settings, seed=seed, smoke=smoke, scratch=not no_scratch, keep=keep, on_progress=say)
+    report = verify(
+        settings,
+        seed=seed,
+        smoke=smoke,
+        scratch=not no_scratch,
+        keep=keep,
+        on_progress=say,
+        keep_going=keep_going,
+        strict=strict,
+    )
     run.progress.finish()
     print(report.to_json() if as_json else render_text(report), end="\n" if as_json else "")
     report.raise_for_problems()

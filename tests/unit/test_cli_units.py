@@ -274,23 +274,28 @@ def test_check_directory_reports_what_check_prints(revdir):
     assert directory.check_directory(revdir, lint=False).has_manifest
 
 
-def test_check_directory_uses_the_environment_then_raises_for_bad_files(revdir, monkeypatch):
+def test_check_directory_uses_the_environment_then_reports_bad_files(revdir, monkeypatch):
     monkeypatch.setenv("Z4J_MIGRATIONS_DIR", str(revdir))
     assert directory.check_directory(lint=False).directory == revdir
     directory.write_manifest()
     (revdir / "0002_b.up.sql").write_text("-- message: b\nCREATE TABLE b (id int);\n", encoding="utf-8")
+    report = directory.check_directory(lint=False)  # stale manifest: reported, then raised
+    assert [(p.kind, p.path) for p in report.problems] == [("manifest", str(revdir / manifest.MANIFEST_FILE))]
+    assert "0002_b.up.sql" in report.problems[0].message
     with pytest.raises(RevisionFileError, match="0002_b.up.sql"):
-        directory.check_directory(lint=False)  # stale manifest
+        report.raise_for_problems()
     (revdir / "0002_b.up.sql").write_text("CREATE TABLE b (id int);\n", encoding="utf-8")
+    report = directory.check_directory(lint=False)
+    assert [(p.kind, p.line) for p in report.problems] == [("files", 1)] and "message" in report.problems[0].message
     with pytest.raises(RevisionFileError, match="message"):
-        directory.check_directory(lint=False)
+        report.raise_for_problems()
 
 
 def test_lint_errors_are_in_the_report_and_raise_after_printing(revdir):
     write_pair(revdir, "0003_drop", "DROP TABLE a;", "CREATE TABLE a (id bigint);")
     report = directory.check_directory(revdir, lint=False)
     assert not report.ok and report.lint.errors[0].rule == "destructive-statement"
-    with pytest.raises(RevisionFileError, match="lint found 1 error") as caught:
+    with pytest.raises(RevisionFileError, match=r"1 problem\(s\) .*\(1 lint error\(s\)\)") as caught:
         report.raise_for_problems()
     assert caught.value.exit_code == 3
 
