@@ -127,15 +127,17 @@ def _log_cte(schema: str, operation: str) -> sql.Composed:
     ).format(log=qualified(schema, "_yoyo_log"), operation=sql.Literal(operation))
 
 
-def _recorded(schema: str, *, clear_progress: bool, server_timed: bool) -> sql.Composed:
+def _recorded(schema: str, *, clear_progress: bool, server_timed: bool, keep_yoyo_row: bool = False) -> sql.Composed:
     """The rows of one applied revision, in one statement: yoyo's history and log, ours, and (if
     the caller knows there may be one) the journal row deleted. `server_timed`: the server
-    measures the duration (the statement travels in the revision's own message)."""
+    measures the duration (the statement travels in the revision's own message). `keep_yoyo_row`
+    (adopt): a _yoyo_migration row stock yoyo wrote stays exactly as it is, its time included."""
     clear = _clear_journal(schema) if clear_progress else sql.SQL("")
+    conflict = "DO NOTHING" if keep_yoyo_row else "DO UPDATE SET applied_at_utc = EXCLUDED.applied_at_utc"
     return sql.SQL(
         "WITH m AS (INSERT INTO {m} (migration_hash, migration_id, applied_at_utc) "
         "VALUES (%(hash)s, %(id)s, pg_catalog.timezone('UTC', pg_catalog.now())) "
-        "ON CONFLICT (migration_hash) DO UPDATE SET applied_at_utc = EXCLUDED.applied_at_utc), "
+        "ON CONFLICT (migration_hash) {conflict}), "
         "{log}{clear} "
         "INSERT INTO {r} (migration_hash, migration_id, version, message, up_checksum, down_checksum, "
         "down_sql, down_transactional, duration_ms, applied_by) VALUES (%(hash)s, %(id)s, %(version)s, "
@@ -150,6 +152,7 @@ def _recorded(schema: str, *, clear_progress: bool, server_timed: bool) -> sql.C
         r=qualified(schema, "_z4j_migrate_revision"),
         clear=clear,
         duration=_SERVER_DURATION_MS if server_timed else sql.Placeholder("duration"),
+        conflict=sql.SQL(conflict),
     )
 
 
@@ -243,6 +246,7 @@ class _Queries:
     create_tables: str
     rebuild_head: str
     recorded: dict[tuple[bool, bool], str]  # (clear_progress, server_timed)
+    adopted: str  # recorded, keeping stock yoyo's row (adopt)
     removed: dict[bool, str]  # clear_progress
     progress: str
     revision_state: str
@@ -297,6 +301,7 @@ def _queries(schema: str) -> _Queries:
             for clear in (True, False)
             for timed in (True, False)
         },
+        adopted=text(_recorded(schema, clear_progress=False, server_timed=False, keep_yoyo_row=True)),
         removed={clear: text(_removed(schema, clear_progress=clear)) for clear in (True, False)},
         progress=text(
             sql.SQL(
@@ -512,9 +517,10 @@ class Store:
 
     def record_adopted(self, revision: Revision, *, comment: str) -> None:
         """A revision another tool (or a person) applied, taken over by `adopt` (adopt.py) once the
-        catalogs matched: recorded as applying records it (so the head digest's triggers see the
-        same rows), and audited in _yoyo_log as a mark saying where it came from."""
-        self.record_applied(revision, duration_ms=0.0, clear_progress=False)
+        catalogs matched: recorded the way upgrade records one (so the head digest's triggers see
+        the same rows; a row stock yoyo wrote is kept as it is), and audited in _yoyo_log as a mark
+        saying where it came from."""
+        self._cur.execute(self._q.adopted, {**_applied_params(revision), "duration": 0.0})
         self._log(revision.id, "mark", comment)
 
     def record_rolled_back(self, rev_id: str, *, clear_progress: bool = True) -> None:

@@ -88,7 +88,7 @@ def _env(url: str, folder: Path) -> dict[str, str]:
     return {"Z4J_DATABASE_URL": url, "Z4J_MIGRATIONS_DIR": str(folder)}
 
 
-def _noop_statements(pg_server, url: str, folder: Path) -> list[str]:
+def _noop_statements(pg_server, url: str, folder: Path, **kw: str) -> list[str]:
     """The statements a second upgrade sends, read from the server's statement log (test_statement_counts)."""
     if pg_server.local is None:
         pytest.skip("statement counts need the suite's own cluster log")
@@ -96,7 +96,8 @@ def _noop_statements(pg_server, url: str, folder: Path) -> list[str]:
     dbname = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
     log = Path(pg_server.local.log_path)
     offset = log.stat().st_size
-    result = z4j_migrate.upgrade(database_url=pg_server.url_for(dbname, application_name=app), migrations_dir=folder)
+    url = pg_server.url_for(dbname, application_name=app)
+    result = z4j_migrate.upgrade(database_url=url, migrations_dir=folder, **kw)
     assert not result.applied
     time.sleep(0.05)  # the server's log writes are not ordered with the client's return
     with log.open("rb") as fh:
@@ -109,12 +110,12 @@ def _noop_statements(pg_server, url: str, folder: Path) -> list[str]:
     ]
 
 
-def _then_noop(pg_server, url: str, folder: Path, ids: list[str]) -> None:
+def _then_noop(pg_server, url: str, folder: Path, ids: list[str], **kw: str) -> None:
     """Adopted: every revision recorded with checksums, status clean, and the next start-up a no-op."""
     assert _applied(url) == [(i, True) for i in ids]
-    report = z4j_migrate.status(database_url=url, migrations_dir=folder)
+    report = z4j_migrate.status(database_url=url, migrations_dir=folder, **kw)
     assert [r.state.name for r in report.revisions] == ["APPLIED"] * len(ids), report
-    statements = _noop_statements(pg_server, url, folder)
+    statements = _noop_statements(pg_server, url, folder, **kw)
     assert 0 < len(statements) <= 3, statements
 
 
@@ -216,28 +217,32 @@ def _yoyo_url(url: str) -> str:
     return f"postgresql+psycopg://{info['user']}@{info['host']}:{info['port']}/{info['dbname']}"
 
 
-def test_adopt_from_stock_yoyo(pg_server, database_url, migrations, tmp_path):
+def test_adopt_from_stock_yoyo(pg_server, database_url, tmp_path):
     """Stock `yoyo apply` over yoyo's own layout (X.sql + X.rollback.sql, ids = file stems) made the
-    history; our layout of the same revisions adopts it (the ids match)."""
+    history; the same directory, read in the yoyo layout, adopts it (by migration id)."""
     yoyo_dir = tmp_path / "yoyo"
     yoyo_dir.mkdir()
     for rev_id, up, down in REVISIONS:
-        write_pair(migrations, rev_id, up, down)
         (yoyo_dir / f"{rev_id}.sql").write_text(up, encoding="utf-8")
         (yoyo_dir / f"{rev_id}.rollback.sql").write_text(down, encoding="utf-8")
     cmd = [str(YOYO), "apply", "--batch", "--no-config-file", "--database", _yoyo_url(database_url), str(yoyo_dir)]
     applied = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert applied.returncode == 0, applied.stderr
-    yoyo_rows = query(database_url, "SELECT migration_hash, migration_id FROM _yoyo_migration ORDER BY 2")
+    yoyo_rows = query(
+        database_url, "SELECT migration_hash, migration_id, applied_at_utc FROM _yoyo_migration ORDER BY 2"
+    )
     assert [r[1] for r in yoyo_rows] == [r[0] for r in REVISIONS] and _ours_absent(database_url)
 
-    upgrade = run_cli("upgrade", env=_env(database_url, migrations))
+    upgrade = run_cli("upgrade", env={**_env(database_url, yoyo_dir), "Z4J_LAYOUT": "yoyo"})
     assert upgrade.returncode == 4 and "adopt --from yoyo" in upgrade.stderr, upgrade.stderr
 
-    result = z4j_migrate.adopt(database_url=database_url, migrations_dir=migrations, source="yoyo")
+    result = z4j_migrate.adopt(database_url=database_url, migrations_dir=yoyo_dir, source="yoyo", layout="yoyo")
     assert result.adopted == tuple(r[0] for r in REVISIONS)
-    assert query(database_url, "SELECT migration_hash, migration_id FROM _yoyo_migration ORDER BY 2") == yoyo_rows
-    _then_noop(pg_server, database_url, migrations, list(result.adopted))
+    assert (
+        query(database_url, "SELECT migration_hash, migration_id, applied_at_utc FROM _yoyo_migration ORDER BY 2")
+        == yoyo_rows
+    )
+    _then_noop(pg_server, database_url, yoyo_dir, list(result.adopted), layout="yoyo")
 
 
 def _dbmate() -> Path:
@@ -259,15 +264,13 @@ def _dbmate() -> Path:
 
 def test_adopt_from_dbmate(pg_server, database_url, tmp_path):
     """dbmate itself applied its own layout (one file per version, -- migrate:up / -- migrate:down) and
-    wrote its schema_migrations; our layout with the same version numbers adopts it."""
-    dbmate_dir, ours = tmp_path / "db" / "migrations", tmp_path / "ours"
+    wrote its schema_migrations; the same directory, read in the dbmate layout, adopts it."""
+    dbmate_dir = tmp_path / "db" / "migrations"
     dbmate_dir.mkdir(parents=True)
-    ours.mkdir()
     versions = ["20240101000001", "20240101000002", "20240101000003"]
     for version, (rev_id, up, down) in zip(versions, REVISIONS, strict=True):
         slug = rev_id.split("_", 1)[1]
         (dbmate_dir / f"{version}_{slug}.sql").write_text(f"-- migrate:up\n{up}\n\n-- migrate:down\n{down}\n")
-        write_pair(ours, f"{version}_{slug}", up, down)
     info = psycopg.conninfo.conninfo_to_dict(database_url)
     url = f"postgres://{info['user']}@{info['host']}:{info['port']}/{info['dbname']}?sslmode=disable"
     ran = subprocess.run(
@@ -279,10 +282,10 @@ def test_adopt_from_dbmate(pg_server, database_url, tmp_path):
     assert ran.returncode == 0, ran.stderr + ran.stdout
     assert [r[0] for r in query(database_url, "SELECT version FROM schema_migrations ORDER BY 1")] == versions
 
-    result = z4j_migrate.adopt(database_url=database_url, migrations_dir=ours, source="dbmate")
+    result = z4j_migrate.adopt(database_url=database_url, migrations_dir=dbmate_dir, source="dbmate", layout="dbmate")
     assert [int(i.split("_")[0]) for i in result.adopted] == [int(v) for v in versions]
     assert [r[0] for r in query(database_url, "SELECT version FROM schema_migrations ORDER BY 1")] == versions
-    _then_noop(pg_server, database_url, ours, list(result.adopted))
+    _then_noop(pg_server, database_url, dbmate_dir, list(result.adopted), layout="dbmate")
 
 
 def test_adopt_to_a_database_built_by_hand(pg_server, database_url, migrations):
