@@ -28,6 +28,7 @@ from .errors import (
     WaitTimeout,
     Z4jMigrateError,
 )
+from .export import ExportResult, export
 from .interrupt import Interrupted
 from .lock import LockHolder
 from .runner import RevisionRun
@@ -44,6 +45,7 @@ __all__ = [
     "DeclinedByOperator",
     "DowngradeResult",
     "DriftError",
+    "ExportResult",
     "ExtensionError",
     "ForeignHistory",
     "IncompleteRevision",
@@ -69,6 +71,7 @@ __all__ = [
     "Z4jMigrateError",
     "adopt",
     "downgrade",
+    "export",
     "migrate_on_startup",
     "settings_from_env",
     "status",

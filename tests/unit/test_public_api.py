@@ -44,6 +44,15 @@ def test_errors_carry_structured_fields():
     assert z4j_migrate.RevisionFileError("bad", path="f.sql", line=3).message == "f.sql:3: bad"
 
 
+def test_export_is_a_library_call():
+    """`z4j-migrate export` is one call: the layout, the directory, and keywords only after them."""
+    params = inspect.signature(z4j_migrate.export).parameters
+    assert list(params)[:2] == ["layout", "out_dir"]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in list(params.values())[2:])
+    assert {"migrations_dir", "force"} <= set(params)
+    assert z4j_migrate.ExportResult.__name__ == "ExportResult"
+
+
 def test_adopt_is_a_verb_of_the_package():
     import importlib
 
