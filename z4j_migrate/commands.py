@@ -501,8 +501,8 @@ def verify_cmd(
 @click.option(
     "--from",
     "source",
-    type=click.Choice(["golang-migrate", "dbmate", "yoyo", "flyway"]),
-    help="The tool whose history says what is applied.",
+    type=click.Choice(["golang-migrate", "dbmate", "yoyo", "flyway", "alembic"]),
+    help="The tool whose history says what is applied (alembic: explains adopt --to).",
 )
 @click.option("--to", "to", help="A database built by hand: the newest revision it already has (number or id).")
 @click.option("--history-table", help="That tool's history table, if not its default name (TABLE or SCHEMA.TABLE).")

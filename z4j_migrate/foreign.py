@@ -35,11 +35,15 @@ from .errors import ConfigError, DriftError, ForeignHistory, PrivilegeError
 from .revisions import Revision
 
 TOOLS = ("golang-migrate", "dbmate", "yoyo", "flyway")
+# Alembic's table says which revision hash the database is at, which no SQL file carries: it is found
+# (so `upgrade` refuses and adopt leaves the table out of the comparison) but adopted with --to only.
+DETECTED = (*TOOLS, "alembic")
 DEFAULT_TABLE = {
     "golang-migrate": "schema_migrations",
     "dbmate": "schema_migrations",
     "yoyo": "_yoyo_migration",
     "flyway": "flyway_schema_history",
+    "alembic": "alembic_version",
 }
 _OURS = "_z4j_migrate_revision"
 
@@ -49,6 +53,7 @@ _SHAPES: dict[str, dict[str, str | None]] = {
     "dbmate": {"version": "character varying"},
     "yoyo": {"migration_hash": None, "migration_id": None, "applied_at_utc": None},
     "flyway": {"installed_rank": "integer", "version": None, "type": None, "script": None, "success": "boolean"},
+    "alembic": {"version_num": "character varying"},
 }
 # Flyway row types that put a version in place, and those that take one away again.
 _FLYWAY_APPLY = frozenset({"SQL", "JDBC", "SPRING_JDBC", "SCRIPT", "CUSTOM"})
@@ -106,8 +111,8 @@ def _fits(tool: str, columns: dict[str, str] | None) -> bool:
     if columns is None:
         return False
     shape = _SHAPES[tool]
-    if tool in ("golang-migrate", "dbmate") and set(columns) != set(shape):
-        return False  # dbmate's has one column; golang-migrate's exactly these two
+    if tool in ("golang-migrate", "dbmate", "alembic") and set(columns) != set(shape):
+        return False  # dbmate's and alembic's have one column; golang-migrate's exactly these two
     return all(name in columns and (kind is None or columns[name] == kind) for name, kind in shape.items())
 
 
@@ -117,7 +122,7 @@ def detect(conn: psycopg.Connection, schema: str) -> list[HistoryTable]:
     names = sorted({*DEFAULT_TABLE.values(), _OURS})
     found = _columns(conn, schema, names)
     tables = []
-    for tool in TOOLS:
+    for tool in DETECTED:
         table = DEFAULT_TABLE[tool]
         if tool == "yoyo" and _OURS in found:
             continue
@@ -130,18 +135,28 @@ def refusal(tables: Sequence[HistoryTable], database: str) -> ForeignHistory:
     """Why `upgrade` will not run on a database another tool manages, and what to do instead."""
     named = "; ".join(f"{t.tool}'s history in {t.display}" for t in tables)
     first = tables[0].tool
+    how = (
+        "'z4j-migrate adopt --to REV' (REV: the revision whose SQL matches the alembic revision the database is at)"
+        if first == "alembic"
+        else f"'z4j-migrate adopt --from {first}'"
+    )
     return ForeignHistory(
         f"refusing to upgrade {database}: it holds {named}, and no z4j-migrate bookkeeping. Running the "
         "revisions now would apply again what that tool already applied. Take the database over first with "
-        f"'z4j-migrate adopt --from {first}': it builds the revisions that history lists in a scratch database, "
-        "compares the catalogs and, only if they match, records them as applied (docs/adoption.md). Nothing "
-        "was changed.",
+        f"{how}: it builds those revisions in a scratch database, compares the catalogs and, only if they "
+        "match, records them as applied (docs/adoption.md). Nothing was changed.",
         tool=first,
     )
 
 
 def locate(conn: psycopg.Connection, tool: str, schema: str, table: str | None) -> HistoryTable:
     """The tool's history table, checked in the catalog: it must exist with the tool's columns."""
+    if tool == "alembic":
+        raise ConfigError(
+            "adopt --from alembic: alembic's history names a revision hash that no SQL file carries. Write the "
+            "SQL of each alembic revision as a revision pair, then 'z4j-migrate adopt --to REV' with the one the "
+            "database is at (docs/adoption.md, From Alembic); alembic_version is left out of the comparison."
+        )
     if tool not in TOOLS:
         raise ConfigError(f"adopt --from {tool!r}: give one of {', '.join(TOOLS)}.")
     where = HistoryTable(tool, *split_table(table or DEFAULT_TABLE[tool], schema))

@@ -301,3 +301,30 @@ def test_adopt_to_a_database_built_by_hand(pg_server, database_url, migrations):
     _then_noop(pg_server, database_url, migrations, [r[0] for r in REVISIONS])
     again = run_cli("adopt", "--to", "3", env=_env(database_url, migrations))
     assert again.returncode == 4 and "already manages it" in again.stderr, again.stderr
+
+
+ALEMBIC_DDL = (  # what `alembic upgrade` creates (alembic/runtime/migration.py), and the row it leaves
+    "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+    "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));\n"
+    "INSERT INTO alembic_version (version_num) VALUES ('1975ea83b712');"
+)
+
+
+def test_alembic_database_refused_by_upgrade_then_adopted_with_to(pg_server, database_url, migrations):
+    """An Alembic database: upgrade refuses naming adopt --to; --from alembic explains why not; adopt --to
+    compares the catalog without alembic_version (left as it was) and records the revisions."""
+    for rev_id, up, down in REVISIONS:
+        write_pair(migrations, rev_id, up, down)
+    _apply_by_hand(database_url, 3)
+    query(database_url, ALEMBIC_DDL)
+    before = state_fingerprint(database_url)
+    refused = run_cli("upgrade", env=_env(database_url, migrations))
+    assert refused.returncode == 4 and "alembic's history in public.alembic_version" in refused.stderr, refused.stderr
+    assert "adopt --to REV" in refused.stderr and "Traceback" not in refused.stderr
+    assert state_fingerprint(database_url) == before and _ours_absent(database_url)
+    wrong = run_cli("adopt", "--from", "alembic", env=_env(database_url, migrations))
+    assert wrong.returncode == 2 and "adopt --to REV" in wrong.stderr, wrong.stderr
+    result = z4j_migrate.adopt(database_url=database_url, migrations_dir=migrations, to="3")
+    assert result.adopted == tuple(r[0] for r in REVISIONS)
+    assert query(database_url, "SELECT version_num FROM alembic_version") == [("1975ea83b712",)]
+    _then_noop(pg_server, database_url, migrations, [r[0] for r in REVISIONS])
