@@ -302,6 +302,8 @@ def _settled(sql_file: SqlFile, *, is_down: bool, verdict: _Verdict | None = Non
             return sql_file if sql_file.transactional or not sql_file.decided_by_sql else _decided(sql_file, True)
         verdict = _examine(sql_file, is_down=is_down)
     _first_problem(verdict)
+    if not verdict.wrapper and not sql_file.decided_by_sql:
+        return sql_file  # nothing to decide (most files): no copy; settle's text filter stays cheap
     transactional = not verdict.no_transaction if sql_file.decided_by_sql else sql_file.transactional
     text = _blank(sql_file.text, verdict.wrapper) if verdict.wrapper else sql_file.text
     return replace(sql_file, text=text, transactional=transactional, settled=True)
@@ -371,11 +373,11 @@ def check_revision(revision: Revision, problems: list[RevisionFileError] | None 
             raise found[0]
         problems.extend(found)
         return None
-    return replace(
-        revision,
-        up=_settled(revision.up, is_down=False, verdict=up),
-        down=_settled(revision.down, is_down=True, verdict=down),
-    )
+    up_file = _settled(revision.up, is_down=False, verdict=up)
+    down_file = _settled(revision.down, is_down=True, verdict=down)
+    if up_file is revision.up and down_file is revision.down:
+        return revision
+    return replace(revision, up=up_file, down=down_file)
 
 
 def split_statements(sql_file: SqlFile) -> list[Statement]:
