@@ -387,12 +387,18 @@ def parse_stored_down(rev_id: str, text: str, transactional: bool) -> Revision:
 def _config_data(directory: Path) -> dict[str, object]:
     """The directory's z4j-migrate.toml as a table ({} without one)."""
     path = directory / CONFIG_FILE
-    if not path.exists():
+    try:
+        raw = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
         return {}
+    except PermissionError:
+        if not os.access(directory, os.R_OK | os.X_OK):  # the directory itself: _list_dir says so in its words
+            _list_dir(directory)
+        raise RevisionFileError("cannot be read (permission denied).", path=str(path)) from None
     import tomllib  # only when there is a config file: it costs import time on every start
 
     try:
-        data = tomllib.loads(normalise(path.read_bytes(), str(path)))  # BOM and CRLF as for revisions
+        data = tomllib.loads(normalise(raw, str(path)))  # BOM and CRLF as for revisions
     except tomllib.TOMLDecodeError as exc:
         raise RevisionFileError(f"cannot be parsed: {exc}.", path=str(path)) from None
     unknown = set(data) - {"extensions", "layout"}

@@ -207,7 +207,7 @@ def test_no_op_with_manifest_reads_no_revision_file(database_url, migrations, mo
     z4j_migrate.upgrade(database_url=database_url, migrations_dir=migrations)
     import z4j_migrate.startup as startup
 
-    def refuse(_directory):
+    def refuse(_directory, _layout=None):
         raise AssertionError("the no-op read the revision files")
 
     monkeypatch.setattr(startup, "discover", refuse)
