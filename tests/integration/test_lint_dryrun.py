@@ -84,6 +84,17 @@ def test_squawk_is_told_whether_the_file_runs_in_a_transaction(tmp_path):
     assert not [f for f in found if f[0].startswith("0002_in_tx")]
 
 
+def test_a_whole_file_begin_commit_wrapper_is_not_reported_as_nesting(tmp_path):
+    """settle drops the wrapper and refuses any other transaction control, so squawk's
+    transaction-nesting (which reads the file as written) would only be noise."""
+    folder = project(tmp_path)
+    wrapped = "-- message: wrapped\nBEGIN;\nCREATE TABLE w (id bigint PRIMARY KEY);\nCOMMIT;"
+    write_pair(folder, "0002_wrapped", wrapped, "DROP TABLE w;")
+    r = run_cli("check", str(folder))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not [f for f in findings(r.stdout) if "transaction-nesting" in f[2]], r.stdout
+
+
 def test_down_files_are_linted_without_the_rules_their_undo_sets_off(tmp_path):
     folder = project(tmp_path, "[tool.z4j-migrate.lint]\nignore_rules = []\n")
     write_pair(
