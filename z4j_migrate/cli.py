@@ -325,7 +325,9 @@ def render_status(report: api.StatusReport) -> str:
     if report.invalid_indexes:
         lines.append(f"INVALID indexes (interrupted CREATE INDEX CONCURRENTLY): {', '.join(report.invalid_indexes)}")
     lines.append(f"lock: held by {report.lock_holder.describe()}" if report.lock_holder else "lock: free")
-    if report.manifest_stale is None:
+    if report.layout != "z4j":
+        lines.append(f"layout: {report.layout} (start-up reads every revision file; a manifest is for ours only)")
+    elif report.manifest_stale is None:
         lines.append("manifest: none (start-up reads every revision file; z4j-migrate hash writes one)")
     elif report.manifest_stale:
         lines.append(f"manifest: OUT OF DATE for {', '.join(report.manifest_stale)} (run z4j-migrate hash)")

@@ -52,6 +52,7 @@ class CheckReport:
     has_manifest: bool  # z4j-migrate.sum is there
     lint: LintReport
     problems: tuple[Problem, ...] = ()  # in files, SQL and the manifest, by file and line; lint errors: `lint`
+    layout: str = "z4j"  # the layout the directory was read in (a manifest is for ours only)
 
     @property
     def all_problems(self) -> tuple[Problem, ...]:
@@ -75,7 +76,7 @@ class CheckReport:
         from .lint import render as render_lint
 
         lines = [p.render() for p in self.problems]
-        if not self.has_manifest and not self.problems:
+        if not self.has_manifest and not self.problems and self.layout == "z4j":
             lines.append(
                 f"note: no {manifest.MANIFEST_FILE}: every start-up reads and hashes every revision file "
                 "(z4j-migrate hash writes it; docs/revision-format.md)"
@@ -141,7 +142,7 @@ def check_directory(directory: Directory = None, *, lint: bool = True, layout: s
     has_manifest = (revset.directory / manifest.MANIFEST_FILE).exists()
     report = run_lint(replace(revset, revisions=tuple(settled)), squawk=lint)
     problems.sort(key=lambda p: (p.path or "", p.line or 0))  # file by file, in directory order
-    return CheckReport(revset.directory, len(revset.revisions), has_manifest, report, tuple(problems))
+    return CheckReport(revset.directory, len(revset.revisions), has_manifest, report, tuple(problems), revset.layout)
 
 
 def write_manifest(directory: Directory = None, *, layout: str | None = None) -> tuple[Path, bool, int]:

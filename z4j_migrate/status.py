@@ -46,6 +46,7 @@ class StatusReport:
     invalid_indexes: tuple[str, ...] = ()
     bookkeeping: bool = True
     manifest_stale: tuple[str, ...] | None = None  # None: no z4j-migrate.sum; (): it matches the files
+    layout: str = "z4j"  # the directory's layout: only ours has a manifest
 
     def count(self, state: RevisionState | str) -> int:
         return sum(1 for r in self.revisions if r.state == state)
@@ -74,7 +75,8 @@ def build_status(
     ids = sorted(set(known) | set(state.applied) | set(state.in_progress), key=order_key(revset.revisions))
     rows = tuple(_row(rev_id, known.get(rev_id), state, drift) for rev_id in ids)
     missing = tuple(e for e in revset.extensions if e not in state.extensions)
-    return StatusReport(display, rows, missing, holder, invalid, state.bookkeeping or state.legacy_yoyo, manifest_stale)
+    bookkeeping = state.bookkeeping or state.legacy_yoyo
+    return StatusReport(display, rows, missing, holder, invalid, bookkeeping, manifest_stale, revset.layout)
 
 
 def _row(rev_id: str, rev: Revision | None, state: DbState, drift: Drift) -> RevisionStatus:
