@@ -40,6 +40,7 @@ from .revisions import (
 _MAX_VERSION = 2**63 - 1  # the bookkeeping keeps a revision's number in a BIGINT
 # Our own directives a foreign file may carry in its leading comments; never required there.
 _OURS = re.compile(r"^--\s*(?P<key>transactional|statement-timeout)\s*:(?P<value>.*)$", re.IGNORECASE)
+_IRREVERSIBLE = re.compile(r"^--\s*irreversible\s*:(?P<value>.*)$", re.IGNORECASE)
 _MORPH_NONTRANSACTIONAL = re.compile(r"^--\s*morph:nontransactional\s*$")  # golang-migrate files run by morph
 
 
@@ -133,7 +134,19 @@ def _revision(number: int, rev_id: str, title: str, up: SqlFile, down: SqlFile |
     if down is None:
         irreversible = f"it has no down migration ({missing})."
         return Revision(number, rev_id, _message(title, rev_id), up, _missing_down(missing, irreversible), irreversible)
-    return Revision(number, rev_id, _message(title, rev_id), up, down)
+    return Revision(number, rev_id, _message(title, rev_id), up, down, _declared_irreversible(down))
+
+
+def _declared_irreversible(down: SqlFile) -> str | None:
+    """Our `-- irreversible: <message>` in a down with no SQL (what `export` writes where the tool needs a
+    down section, e.g. dbmate's): irreversible, not a no-op."""
+    if down.has_sql:
+        return None
+    for _line, text in _leading_comments(down.text):
+        match = _IRREVERSIBLE.match(text)
+        if match and match["value"].strip():
+            return match["value"].strip()
+    return None
 
 
 def _version(digits: str, path: str) -> int:
