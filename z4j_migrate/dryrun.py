@@ -61,7 +61,9 @@ def render_upgrade(settings: Settings, planned: Iterable[Revision]) -> str:
     )
     for ext in discover(settings.migrations_dir, settings.layout).extensions:
         lines.append(f"CREATE EXTENSION IF NOT EXISTS {ext};  -- only if not installed")
-    for rev in planned:
+    from .sqlcheck import settle  # as the run decides: a BEGIN ... COMMIT wrapper dropped, the mode from the SQL
+
+    for rev in map(settle, planned):
         lines += ["", f"-- ==== {rev.id}: {rev.message} ({rev.up.path})"]
         lines += _body(
             settings, rev.up, f"record {rev.id} in {settings.schema}._yoyo_migration, _yoyo_log, _z4j_migrate_revision"
@@ -76,8 +78,10 @@ def render_downgrade(settings: Settings, plan: list[DowngradeStep]) -> str:
     for step in plan:
         for pf in step.revision.preflights:
             lines.append(f"-- preflight (must be true; checked before any step): {pf.sql}")
+    from .sqlcheck import settle
+
     for step in plan:
-        rev = step.revision
+        rev = settle(step.revision)
         src = " (down SQL stored in the database)" if step.from_database else ""
         lines += ["", f"-- ==== undo {rev.id}{src} ({rev.down.path})"]
         lines += _body(

@@ -299,3 +299,16 @@ def test_dry_run_prints_the_sql_in_order_and_touches_nothing(database_url, migra
     assert_in_order(out, order)
     assert state_fingerprint(database_url) == before
     assert applied_ids(database_url) == ["0001_users", "0002_users_email", "0003_posts"]
+
+
+def test_dry_run_shows_what_the_run_sends_for_a_wrapped_file(database_url, migrations):
+    """The whole-file BEGIN ... COMMIT is dropped by settle, so the dry run shows one BEGIN (ours) and one COMMIT."""
+    wrapped = "-- message: wrapped\nBEGIN;\nCREATE TABLE w (id bigint PRIMARY KEY);\nCOMMIT;"
+    write_pair(migrations, "0001_wrapped", wrapped, "DROP TABLE w;")
+    env = {"Z4J_DATABASE_URL": database_url, "Z4J_MIGRATIONS_DIR": str(migrations)}
+    r = run_cli("upgrade", "--dry-run", env=env)
+    assert r.returncode == 0, r.stderr
+    body = r.stdout.split("-- ==== 0001_wrapped", 1)[1]
+    assert body.count("BEGIN;") == 1 and body.count("COMMIT;") == 1, body
+    assert "CREATE TABLE w (id bigint PRIMARY KEY);" in body
+    assert applied_ids(database_url) == []
