@@ -344,9 +344,18 @@ def destructive_statements(sql_file: SqlFile) -> list[Destructive]:
     return found
 
 
-def _destructive_findings(revision: Revision) -> list[Finding]:
+def _destructive_findings(revision: Revision, *, foreign: bool = False) -> list[Finding]:
+    """`foreign`: the directory is another tool's layout, which has no destructive marker: a warning."""
     found = destructive_statements(revision.up)
-    if revision.destructive is not None:
+    if foreign and revision.destructive is None and revision.irreversible is None:
+        severity, why = (
+            "warning",
+            (
+                ", which destroys or rewrites data already there (another tool's layout has no '-- destructive:' "
+                "marker, so this is a warning; make sure a backup precedes the release)"
+            ),
+        )
+    elif revision.destructive is not None:
         severity, why = "warning", f"; declared destructive: {revision.destructive}"
     elif revision.irreversible is not None:
         severity, why = "warning", "; the revision is irreversible"
@@ -386,7 +395,7 @@ def lint(revset: RevisionSet, config: LintConfig | None = None, *, squawk: bool 
     config = config or load_config(revset.directory)
     report = LintReport(config=config)
     for revision in revset.revisions:
-        report.findings.extend(_destructive_findings(revision))
+        report.findings.extend(_destructive_findings(revision, foreign=revset.layout != "z4j"))
     report.files = sum(1 + (1 if r.down.has_sql else 0) for r in revset.revisions)
     if squawk:
         binary = find_squawk(config)

@@ -312,3 +312,16 @@ def test_dry_run_shows_what_the_run_sends_for_a_wrapped_file(database_url, migra
     assert body.count("BEGIN;") == 1 and body.count("COMMIT;") == 1, body
     assert "CREATE TABLE w (id bigint PRIMARY KEY);" in body
     assert applied_ids(database_url) == []
+
+
+def test_a_destructive_statement_in_another_tools_layout_is_a_warning(tmp_path):
+    """golang-migrate has no '-- destructive:' marker to ask for: the finding stays, as a warning."""
+    folder = tmp_path / "gm"
+    folder.mkdir()
+    (folder / "1_t.up.sql").write_text("CREATE TABLE t (id bigint PRIMARY KEY, a text);\n")
+    (folder / "1_t.down.sql").write_text("DROP TABLE t;\n")
+    (folder / "2_drop_a.up.sql").write_text("ALTER TABLE t DROP COLUMN a;\n")
+    (folder / "2_drop_a.down.sql").write_text("ALTER TABLE t ADD COLUMN a text;\n")
+    r = run_cli("check", "--no-lint", "--layout", "golang-migrate", str(folder))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert findings(r.stdout) == [("2_drop_a.up.sql", "1:1", "warning destructive-statement")], r.stdout
