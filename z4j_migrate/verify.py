@@ -14,7 +14,16 @@ function the tests and `z4j-migrate schema` use):
 
 An irreversible revision is applied but not rolled back, and the range goes
 down to it instead of to base. The first mismatch stops the run; the report
-names the revision, the file and the object.
+names the revision, the file and the object. With `keep_going` a mismatch is
+recorded and the scratch database is rebuilt from nothing up to that revision (a
+known state, whatever the bad down left), and the next revision is checked.
+
+Differences are classified (`classify`): a column that only moved (re-added at the
+end) is a warning unless `strict`; an enum label left behind is a failure that says
+PostgreSQL cannot drop one; a difference the down declares with
+`-- verify-accept: <difference>` is accepted. The stepwise pass drives the engine's
+own per-revision calls (runner.apply_revision / rollback_revision, with the
+preflights) on one connection: the revisions are discovered once, not on every call.
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ from psycopg.conninfo import make_conninfo
 from . import api, diagnose, progress
 from .catalog import Difference, Snapshot, diff, snapshot
 from .config import Settings, parse_database_url
-from .db import connected, ensure_extensions
+from .db import connect, connected
 from .errors import (
     ConfigError,
     ConnectionFailed,
@@ -72,6 +81,7 @@ class Problem:
     messages: list[str]
     differences: list[dict[str, str]] = field(default_factory=list)
     error: str | None = None  # class of the engine error, when a step raised one
+    severity: str = "error"  # error | warning | accepted
 
     @property
     def summary(self) -> str:
@@ -100,6 +110,8 @@ class VerifyReport:
     seed: str | None = None
     smoke: str | None = None
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)  # e.g. a column re-added at another position
+    accepted: list[Problem] = field(default_factory=list)  # differences a down declares (-- verify-accept:)
     duration_ms: float = 0.0
 
     @property
@@ -110,7 +122,9 @@ class VerifyReport:
         if self.problems:
             first = self.problems[0]
             messages = [m for p in self.problems for m in p.messages]
-            raise VerificationFailed(f"verification failed at {first.summary}", messages)
+            failed = sorted({p.revision for p in self.problems if p.revision}, key=revision_number)
+            more = f" ({len(failed)} revisions failed: {', '.join(failed)})" if len(failed) > 1 else ""
+            raise VerificationFailed(f"verification failed at {first.summary}{more}", messages)
 
     def to_json(self) -> str:
         data: dict[str, Any] = asdict(self)
@@ -119,7 +133,50 @@ class VerifyReport:
 
 
 class _Stop(Exception):
-    """A problem was recorded; end the run."""
+    """A problem was recorded; end the run (or, keeping going, this revision's check)."""
+
+
+# Why a kind of difference is what it is; shown with it in the report.
+ENUM_LABEL_REASON = (
+    "PostgreSQL cannot drop a value from an enum type, there is no ALTER TYPE ... DROP VALUE: the down must "
+    "recreate the type without it, or accept it with '-- verify-accept: {subject}'"
+)
+POSITION_REASON = (
+    "only the column's position differs (it was dropped and added again, so it is now last); rarely matters, "
+    "as queries name their columns. --strict makes it an error"
+)
+
+
+def _norm(text: str) -> str:
+    """Text compared for '-- verify-accept:': one space between words, lower case, no 'public.' qualifier."""
+    words = " ".join(text.split()).lower()
+    return " ".join(w[len("public.") :] if w.startswith("public.") else w for w in words.split(" "))
+
+
+def accepts(accepted: tuple[str, ...] | list[str], d: Difference) -> bool:
+    """Whether a '-- verify-accept:' line names `d`.
+
+    After `_norm` on both sides it must equal one of: the object (`column users.nick`, `enum label 'meh'
+    on type mood`), the object and the changed attribute (`column users.nick position`), the difference
+    as verify phrases it after the file name (`leaves enum label 'meh' on type mood`) or as printed whole
+    (`column users.nick position changed: 2 -> 3`).
+    """
+    forms = {d.subject, phrase(d), str(d)}
+    if d.change == "changed" and " changed:" in d.detail:
+        forms.add(f"{d.subject} {d.detail.partition(' changed:')[0]}")
+    wanted = {_norm(f) for f in forms}
+    return any(_norm(a) in wanted for a in accepted)
+
+
+def classify(d: Difference, accepted: tuple[str, ...] | list[str] = (), *, strict: bool = False) -> tuple[str, str]:
+    """(severity, reason) of a difference: error, warning (only without `strict`) or accepted."""
+    if accepts(accepted, d):
+        return "accepted", "declared by '-- verify-accept:'"
+    if d.kind == "column" and d.change == "changed" and d.detail.startswith("position changed:"):
+        return ("error" if strict else "warning"), POSITION_REASON
+    if d.kind == "enum label" and d.change == "left behind":
+        return "error", ENUM_LABEL_REASON.format(subject=d.subject)
+    return "error", ""
 
 
 def _read_sql(path: str | Path | None, option: str) -> tuple[str | None, str | None]:
@@ -168,8 +225,10 @@ def phrase(d: Difference) -> str:
     return f"does not restore {d.subject}: {d.detail}" if d.detail else f"changes {d.subject}"
 
 
-def _as_dict(d: Difference) -> dict[str, str]:
-    return {"kind": d.kind, "name": d.name, "change": d.change, "detail": d.detail}
+def _as_dict(d: Difference, severity: str = "error", reason: str = "") -> dict[str, str]:
+    return {"kind": d.kind, "name": d.name, "change": d.change, "detail": d.detail, "severity": severity} | (
+        {"reason": reason} if reason else {}
+    )
 
 
 def _name(path: str) -> str:
@@ -186,8 +245,14 @@ def verify(
     stepwise: bool = True,
     round_trip: bool = True,
     on_progress: Callable[[str], None] | None = None,
+    keep_going: bool = False,
+    strict: bool = False,
 ) -> VerifyReport:
     """Run the verification and return its report (`report.raise_for_problems()` to fail).
+
+    `keep_going`: a revision whose down does not undo its up is recorded and the next one is
+    checked (on a scratch database rebuilt up to it), so one run lists them all; the round trip
+    runs only when every revision passed. `strict`: warnings (a column that only moved) fail too.
 
     With `scratch` (the default) a database with a random name is created on the
     server of `settings.database` and dropped at the end, even on failure (unless
@@ -200,12 +265,20 @@ def verify(
     seed_name, seed_sql = _read_sql(seed, "--seed")
     smoke_name, smoke_sql = _read_sql(smoke, "--smoke")
     say = on_progress or (lambda _text: None)
+    if keep_going and not scratch:
+        raise ConfigError(
+            "verify --keep-going rebuilds its database after each failure, so it needs a scratch database: "
+            "leave out --no-scratch."
+        )
     started = time.perf_counter()
     where = _scratch_database(settings, keep=keep, say=say) if scratch else nullcontext(settings)
     with where as target:
         directory = str(revset.directory.resolve())
         report = VerifyReport(target.database.display, scratch, directory, seed=seed_name, smoke=smoke_name)
-        _Run(target, revset, report, say, seed_sql, smoke_sql, require_empty=not scratch).run(stepwise, round_trip)
+        rebuild = (lambda: _recreate(settings, target)) if keep_going else None
+        run = _Run(target, revset, report, say, seed_sql, smoke_sql, require_empty=not scratch, strict=strict)
+        run.rebuild = rebuild
+        run.run(stepwise, round_trip)
     report.duration_ms = _ms_since(started)
     return report
 
@@ -260,6 +333,13 @@ def create_database(settings: Settings, name: str) -> None:
             ) from exc
 
 
+def _recreate(settings: Settings, target: Settings) -> None:
+    """Drop the scratch database of `target` and create it again, empty."""
+    name = psycopg.conninfo.conninfo_to_dict(target.database.conninfo)["dbname"]
+    drop_database(settings, str(name))
+    create_database(settings, str(name))
+
+
 def drop_database(settings: Settings, name: str) -> None:
     """Drop database `name` on the server of `settings`, ending any session still in it."""
     with connected(settings) as admin:
@@ -268,7 +348,7 @@ def drop_database(settings: Settings, name: str) -> None:
 
 @dataclass(eq=False)
 class _Run:
-    """One verification: the engine calls, the snapshots taken so far and the problem that ends it."""
+    """One verification: the engine calls, the snapshots taken so far and the problems found."""
 
     settings: Settings
     revset: RevisionSet
@@ -278,11 +358,14 @@ class _Run:
     smoke_sql: str | None
     _: KW_ONLY
     require_empty: bool  # no scratch database: the one given must hold nothing of ours
+    strict: bool = False
+    rebuild: Callable[[], None] | None = None  # keep going: make the scratch database empty again
     # revision id -> schema with it (and all before it) applied
     after: dict[str, Snapshot] = field(default_factory=dict, init=False)
     initial: Snapshot = field(default_factory=dict, init=False)  # the schema before the first revision
     stepwise_done: bool = field(default=False, init=False)
-    conn: psycopg.Connection | None = field(default=None, init=False)
+    conn: psycopg.Connection | None = field(default=None, init=False)  # snapshots and scripts
+    engine_conn: psycopg.Connection | None = field(default=None, init=False)  # the stepwise engine calls
 
     # ---------------------------------------------------------------- helpers
 
@@ -295,18 +378,45 @@ class _Run:
         state = Store(self.conn, self.settings.schema).state(())
         return sorted(state.applied, key=revision_number)
 
-    def fail(self, phase: str, revision: str | None, messages: list[str], diffs: list[Difference] = (), **kw: Any):
-        self.report.problems.append(Problem(phase, revision, messages, [_as_dict(d) for d in diffs], **kw))
+    def fail(self, phase: str, revision: str | None, messages: list[str], diffs: list[dict[str, str]] = (), **kw: Any):
+        self.report.problems.append(Problem(phase, revision, messages, list(diffs), **kw))
         raise _Stop
 
+    def accepted_by(self, rev: Revision | None) -> tuple[str, ...]:
+        """The '-- verify-accept:' lines that apply: the revision's own, or any revision's in the range."""
+        if rev is not None:
+            return rev.accepted_differences
+        return tuple(a for r in self.revset.revisions for a in r.accepted_differences)
+
     def expect(
-        self, phase: str, revision: str | None, expected: Snapshot, message: Callable[[Difference], str]
+        self,
+        phase: str,
+        rev: Revision | None,
+        expected: Snapshot,
+        message: Callable[[Difference], str],
+        actual: Snapshot | None = None,
     ) -> Snapshot:
-        """The schema now; any difference from `expected` fails the run, each phrased by `message`."""
-        actual = self.snap()
+        """The schema now; a difference from `expected` fails the run (warnings and accepted ones are kept)."""
+        actual = self.snap() if actual is None else actual
         found = differences(expected, actual)
-        if found:
-            self.fail(phase, revision, [message(d) for d in found], found)
+        if not found:
+            return actual
+        accepted = self.accepted_by(rev)
+        by_severity: dict[str, list[tuple[Difference, str]]] = {"error": [], "warning": [], "accepted": []}
+        for d in found:
+            severity, reason = classify(d, accepted, strict=self.strict)
+            by_severity[severity].append((d, reason))
+        revision = rev.id if rev is not None else None
+        for severity, kept in (("warning", self.report.warnings), ("accepted", self.report.accepted)):
+            if by_severity[severity]:
+                items = by_severity[severity]
+                messages = [message(d) for d, _ in items]
+                dicts = [_as_dict(d, severity, reason) for d, reason in items]
+                kept.append(Problem(phase, revision, messages, dicts, severity=severity))
+        errors = by_severity["error"]
+        if errors:
+            messages = [message(d) + (f" ({reason})" if reason else "") for d, reason in errors]
+            self.fail(phase, revision, messages, [_as_dict(d, "error", reason) for d, reason in errors])
         return actual
 
     def engine(self, phase: str, revision: str | None, what: str, call: Callable[[], object]) -> None:
@@ -338,28 +448,63 @@ class _Run:
             problem = f"{phase} file {name}:{line} failed: {diagnose.primary(exc)}"
             self.fail(phase, None, [problem], error=type(exc).__name__)
 
+    # ------------------------------------------------------------ the engine
+
+    def open(self, *, check_empty: bool) -> None:
+        """Connect (snapshots, engine) and give the database the bookkeeping and the extensions."""
+        from .runner import RunContext, prepare
+
+        self.conn = connect(self.settings)
+        if check_empty:
+            self.report.server_version = self.conn.execute("SHOW server_version").fetchone()[0]
+        state = Store(self.conn, self.settings.schema).state(self.revset.extensions)
+        if check_empty:
+            self.refuse_unless_empty(state)
+        if not self.require_empty:  # a scratch database: give it the bookkeeping schema production has
+            self.conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.settings.schema)))
+        self.engine_conn = connect(self.settings)
+        self.ctx = RunContext(self.settings, self.engine_conn)
+        prepare(self.engine_conn, self.ctx, self.revset, Store(self.engine_conn, self.settings.schema).state(()))
+
+    def close(self) -> None:
+        for conn in (self.conn, self.engine_conn):
+            if conn is not None:
+                conn.close()
+        self.conn = self.engine_conn = None
+
+    def up(self, rev: Revision) -> None:
+        """The engine's own apply of one revision: its locked transaction (or statements), its bookkeeping."""
+        from .runner import apply_revision
+
+        apply_revision(self.engine_conn, self.ctx, rev)
+
+    def down(self, rev: Revision) -> None:
+        """The engine's own rollback of one revision, after its preflights (as `downgrade --steps 1`)."""
+        from .plan import DowngradeStep
+        from .runner import check_preflights, rollback_revision
+
+        check_preflights(self.engine_conn, [DowngradeStep(rev, False)], search_path=self.settings.search_path_value)
+        rollback_revision(self.engine_conn, self.ctx, rev)
+
     # ------------------------------------------------------------------- run
 
     def run(self, stepwise: bool, round_trip: bool) -> None:
-        with connected(self.settings) as conn:
-            self.conn = conn
-            self.report.server_version = conn.execute("SHOW server_version").fetchone()[0]
-            state = Store(conn, self.settings.schema).state(self.revset.extensions)
-            self.refuse_unless_empty(state)
-            if not self.require_empty:  # a scratch database: give it the bookkeeping schema production has
-                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.settings.schema)))
-            ensure_extensions(conn, self.revset.extensions, state.extensions)
+        self.open(check_empty=True)
+        try:
             self.initial = self.snap()
             self.report.revisions = [RevisionCheck(r.id, "not run") for r in self.revset.revisions]
             try:
                 if stepwise:
                     self.stepwise()
-                if round_trip:
+                if round_trip and not self.report.problems:
                     self.round_trip()
+                elif round_trip:
+                    failed = sum(1 for r in self.report.revisions if r.status == "failed")
+                    self.say(f"  round trip not run: {failed} revision(s) failed stepwise")
             except _Stop:
                 pass
-            finally:
-                self.conn = None
+        finally:
+            self.close()
 
     def refuse_unless_empty(self, state: DbState) -> None:
         """No revision may be applied; without a scratch database, nothing of ours may exist either."""
@@ -370,7 +515,7 @@ class _Run:
                 f"({', '.join(sorted(state.applied) or sorted(state.in_progress))}); verify needs an empty "
                 "database. Leave out --no-scratch to use a scratch database."
             )
-        ours = [d.subject for d in differences({}, self.snap())] if self.require_empty else []
+        ours = [d.subject for d in differences({}, take_snapshot(self.conn))] if self.require_empty else []
         if ours:
             shown = ", ".join(ours[:5]) + (f" and {len(ours) - 5} more" if len(ours) > 5 else "")
             raise RefusedError(
@@ -386,38 +531,54 @@ class _Run:
             check.status = "failed"
             try:
                 before = self.step(rev, check, before)
+            except _Stop:
+                if self.rebuild is None or check.status == "up failed":
+                    check.status = "failed"
+                    raise
+                check.status = "failed"
+                before = self.reestablish(rev)
             finally:
                 check.duration_ms = _ms_since(started)
             if check.status == "ok":
                 self.say(f"  ok            {rev.id}  (up, down, up: {check.duration_ms:.0f} ms)")
-            else:
+            elif check.status == "irreversible":
                 self.say(f"  irreversible  {rev.id}  (applied; its down is not run)")
+            else:
+                self.say(f"  FAILED        {rev.id}  (rebuilt the scratch database up to it; going on)")
             progress.advance(rev.id, "check")
         self.stepwise_done = True
+
+    def reestablish(self, rev: Revision) -> Snapshot:
+        """A known state after a failed check: an empty database, every revision up to `rev` applied afresh."""
+        assert self.rebuild is not None
+        self.close()
+        self.rebuild()
+        self.open(check_empty=False)
+        for earlier in self.revset.revisions:
+            self.engine("stepwise", rev.id, f"rebuilding up to {rev.id} failed", lambda r=earlier: self.up(r))
+            if earlier is rev:
+                break
+        self.after[rev.id] = self.snap()
+        return self.after[rev.id]
 
     def step(self, rev: Revision, check: RevisionCheck, before: Snapshot) -> Snapshot:
         """Apply, roll back, compare, apply again, compare; returns the schema with `rev` applied."""
         up, down = _name(rev.up.path), _name(rev.down.path)
-        self.engine("stepwise", rev.id, f"{up} failed", lambda: api.upgrade(self.settings, to=rev.id))
+        check.status = "up failed"
+        self.engine("stepwise", rev.id, f"{up} failed", lambda: self.up(rev))
+        check.status = "failed"
         applied = self.snap()
         if rev.irreversible is not None:
             check.status = "irreversible"
             self.after[rev.id] = applied
             return applied
-        self.engine(
-            "stepwise", rev.id, f"{down} failed right after its up", lambda: api.downgrade(self.settings, steps=1)
-        )
-        self.expect("stepwise", rev.id, before, lambda d: f"{down} {phrase(d)}")
+        self.engine("stepwise", rev.id, f"{down} failed right after its up", lambda: self.down(rev))
+        self.expect("stepwise", rev, before, lambda d: f"{down} {phrase(d)}")
         if rev.id in self.applied():
             self.fail("stepwise", rev.id, [f"{rev.id} is still recorded as applied after its down"])
-        self.engine(
-            "stepwise",
-            rev.id,
-            f"{up} failed when applied again after its down",
-            lambda: api.upgrade(self.settings, to=rev.id),
-        )
+        self.engine("stepwise", rev.id, f"{up} failed when applied again after its down", lambda: self.up(rev))
         again = self.expect(
-            "stepwise", rev.id, applied, lambda d: f"{up} applied again after its down gives a different schema: {d}"
+            "stepwise", rev, applied, lambda d: f"{up} applied again after its down gives a different schema: {d}"
         )
         check.status = "ok"
         self.after[rev.id] = again
@@ -494,9 +655,18 @@ class _Run:
 def render_text(report: VerifyReport) -> str:
     """The closing lines of `verify` (progress lines are printed while it runs)."""
     lines = []
-    for problem in report.problems:
-        lines.append(f"FAILED ({problem.phase}){f' at {problem.revision}' if problem.revision else ''}:")
-        lines.extend(f"  {m}" for m in problem.messages)
+    for heading, problems in (("accepted", report.accepted), ("warning", report.warnings), ("FAILED", report.problems)):
+        for problem in problems:
+            lines.append(f"{heading} ({problem.phase}){f' at {problem.revision}' if problem.revision else ''}:")
+            notes = (
+                [""] * len(problem.messages)
+                if heading == "FAILED"
+                else [f" ({d.get('reason', '')})" if d.get("reason") else "" for d in problem.differences]
+            )
+            lines.extend(f"  {m}{note}" for m, note in zip(problem.messages, notes, strict=False))
+    failed = [r.id for r in report.revisions if r.status == "failed"]
+    if len(failed) > 1:
+        lines.append(f"{len(failed)} revisions failed: {', '.join(failed)}")
     if report.ok:
         checked = sum(1 for r in report.revisions if r.status == "ok")
         irreversible = sum(1 for r in report.revisions if r.status == "irreversible")
