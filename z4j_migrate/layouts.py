@@ -7,6 +7,12 @@ format: the message comes from the title, and a file without a transaction marke
 `decided_by_sql` (its statements decide, read by sqlcheck just before it runs and in `check`).
 Like discovery itself this is cheap: no SQL parser, no yoyo (docs/revision-format.md, "Layouts").
 
+Problems: a reader hands each file's (or version's) problem to `_Problems.report`. Without a list
+(upgrade, start-up) that raises the first one, as a deploy needs; with one (`check`) it is
+appended, the revision it belongs to is left out and reading goes on, so one report lists them all.
+Readers catch with try/except, not a context manager: free when nothing is wrong (the start-up
+reads every file through here).
+
 Order: `Revision.version` is the number a revision is ordered by. It is the tool's own integer
 version where the tool orders by it (golang-migrate, Flyway, dbmate when file-name order agrees
 with it), else the revision's 1-based position in the tool's order (yoyo: dependencies, then
@@ -60,24 +66,43 @@ class _Dir:
         return normalise(_read(name, self.dir_fd, path), path)
 
 
+class _Problems:
+    """Where a reader puts what is wrong. Without a list the first problem raises (upgrade, start-up:
+    the same error as before); with one (check) each is appended and the reader goes on.
+    `count` grows with each one appended: a reader compares it to tell whether a version failed."""
+
+    __slots__ = ("count", "found")
+
+    def __init__(self, found: list[RevisionFileError] | None) -> None:
+        self.found, self.count = found, 0
+
+    def report(self, error: RevisionFileError) -> None:
+        if self.found is None:
+            raise error
+        self.found.append(error)
+        self.count += 1
+
+
 def discover_layout(directory: Path, layout: str, *, problems: list[RevisionFileError] | None = None) -> RevisionSet:
-    """The revisions of a directory written in another tool's layout (see LAYOUTS). With `problems`
-    (check), the error is appended there and no revisions are returned (a reader stops at its first)."""
+    """The revisions of a directory written in another tool's layout (see LAYOUTS). The first wrong
+    file raises; with `problems` (check) every problem is appended there, the revisions they concern
+    are left out and the others are returned. A missing or unreadable directory raises either way."""
     reader = _READERS.get(layout)
     if reader is None:
         raise ConfigError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}.")
     names = [n for n in _list_dir(directory) if not n.startswith(".")]
+    collect = _Problems(problems)
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        revisions = reader(_Dir(directory, dir_fd), names)
-    except RevisionFileError as exc:
-        if problems is None:
-            raise
-        problems.append(exc)
-        revisions = []
+        revisions = reader(_Dir(directory, dir_fd), names, collect)
     finally:
         os.close(dir_fd)
-    return RevisionSet(directory, tuple(revisions), read_config(directory), layout=layout)
+    extensions: tuple[str, ...] = ()
+    try:
+        extensions = read_config(directory)
+    except RevisionFileError as exc:
+        collect.report(exc)
+    return RevisionSet(directory, tuple(revisions), extensions, layout=layout)
 
 
 # ------------------------------------------------------------------------------- shared pieces
@@ -185,37 +210,52 @@ def _duplicate(directory: _Dir, version: int, first: str, second: str) -> Revisi
 _GOLANG = re.compile(r"^([0-9]+)_(.*)\.(up|down)\.sql$")  # its source.Regex, for .sql files
 
 
-def _golang_migrate(directory: _Dir, names: list[str]) -> list[Revision]:
+def _golang_migrate(directory: _Dir, names: list[str], problems: _Problems) -> list[Revision]:
     """`{version}_{title}.up.sql` and `.down.sql`, paired by version (titles may differ), in version
     order. No down: irreversible; an empty or comment-only down: a no-op down."""
     sides: dict[str, dict[int, tuple[str, str]]] = {"up": {}, "down": {}}
     for name in names:
-        if not name.endswith(".sql"):
-            continue
-        match = _GOLANG.match(name)
-        if match is None:
-            raise _no_rule(directory, name, "golang-migrate", "{version}_{title}.up.sql or .down.sql")
-        version = _version(match[1], directory.path(name))
-        found = sides[match[3]]
-        if version in found:
-            raise _duplicate(directory, version, found[version][0], name)
-        found[version] = (name, f"{match[1]}_{match[2]}")
+        if name.endswith(".sql"):
+            try:
+                _golang_name(directory, name, sides)
+            except RevisionFileError as exc:
+                problems.report(exc)
     for version, (name, _) in sides["down"].items():
         if version not in sides["up"]:
-            raise RevisionFileError(f"has no up file of version {version}.", path=directory.path(name))
+            problems.report(RevisionFileError(f"has no up file of version {version}.", path=directory.path(name)))
     revisions = []
     for version in sorted(sides["up"]):
         name, rev_id = sides["up"][version]
-        text = directory.text(name)
-        up = sql_file(directory.path(name), text, _morph(text))
-        down = None
-        if version in sides["down"]:
-            down_name = sides["down"][version][0]
-            text = directory.text(down_name)
-            down = sql_file(directory.path(down_name), text, _morph(text))
-        title = rev_id.split("_", 1)[1]
-        revisions.append(_revision(version, rev_id, title, up, down, directory.path(f"{rev_id}.down.sql")))
+        down_name = sides["down"][version][0] if version in sides["down"] else None
+        failed = problems.count  # each side on its own: a bad up and a bad down are two problems
+        up = _golang_side(directory, name, problems)
+        down = None if down_name is None else _golang_side(directory, down_name, problems)
+        if problems.count == failed and up is not None:
+            title = rev_id.split("_", 1)[1]
+            revisions.append(_revision(version, rev_id, title, up, down, directory.path(f"{rev_id}.down.sql")))
     return revisions
+
+
+def _golang_name(directory: _Dir, name: str, sides: dict[str, dict[int, tuple[str, str]]]) -> None:
+    """File `name` under its side and version (the first of a version keeps it)."""
+    match = _GOLANG.match(name)
+    if match is None:
+        raise _no_rule(directory, name, "golang-migrate", "{version}_{title}.up.sql or .down.sql")
+    version = _version(match[1], directory.path(name))
+    found = sides[match[3]]
+    if version in found:
+        raise _duplicate(directory, version, found[version][0], name)
+    found[version] = (name, f"{match[1]}_{match[2]}")
+
+
+def _golang_side(directory: _Dir, name: str, problems: _Problems) -> SqlFile | None:
+    """One file of a version; None (check): it has a problem, reported."""
+    try:
+        text = directory.text(name)
+        return sql_file(directory.path(name), text, _morph(text))
+    except RevisionFileError as exc:
+        problems.report(exc)
+        return None
 
 
 def _morph(text: str) -> bool | None:
@@ -230,25 +270,32 @@ _DBMATE_UP = re.compile(r"^--\s*migrate:up(?:[ \t]*$|[ \t]+(?P<options>.*)$)", r
 _DBMATE_DOWN = re.compile(r"^--\s*migrate:down(?:[ \t]*$|[ \t]+(?P<options>.*)$)", re.MULTILINE)
 
 
-def _dbmate(directory: _Dir, names: list[str]) -> list[Revision]:
+def _dbmate(directory: _Dir, names: list[str], problems: _Problems) -> list[Revision]:
     """One `{version}_{name}.sql` file each, `-- migrate:up` then `-- migrate:down`, applied in
     file-name order (as dbmate does). An empty down section is a no-op down."""
-    revisions, versions = [], {}
+    revisions: list[Revision] = []
+    versions: dict[int, str] = {}
     for name in names:  # _list_dir sorts by name
-        if not name.endswith(".sql"):
-            continue
-        match = _DBMATE_NAME.match(name)
-        if match is None:
-            raise _no_rule(directory, name, "dbmate", "{version}_{name}.sql, the version in digits")
-        version = _version(match[1], directory.path(name))
-        if version in versions:
-            raise _duplicate(directory, version, versions[version], name)
-        versions[version] = name
-        up, down = _dbmate_sections(directory.path(name), directory.text(name))
-        rev_id = name[: -len(".sql")]
-        revisions.append(_revision(version, rev_id, match[2], up, down, ""))
+        if name.endswith(".sql"):
+            try:
+                revisions.append(_dbmate_file(directory, name, versions))
+            except RevisionFileError as exc:
+                problems.report(exc)
     numbers = [r.version for r in revisions]
     return revisions if numbers == sorted(numbers) else _by_position(revisions)
+
+
+def _dbmate_file(directory: _Dir, name: str, versions: dict[int, str]) -> Revision:
+    """One file's revision; its version is taken (in `versions`) even when its sections are wrong."""
+    match = _DBMATE_NAME.match(name)
+    if match is None:
+        raise _no_rule(directory, name, "dbmate", "{version}_{name}.sql, the version in digits")
+    version = _version(match[1], directory.path(name))
+    if version in versions:
+        raise _duplicate(directory, version, versions[version], name)
+    versions[version] = name
+    up, down = _dbmate_sections(directory.path(name), directory.text(name))
+    return _revision(version, name[: -len(".sql")], match[2], up, down, "")
 
 
 def _dbmate_sections(path: str, text: str) -> tuple[SqlFile, SqlFile]:
@@ -300,40 +347,60 @@ class _YoyoFile:
     transactional: bool | None
 
 
-def _yoyo(directory: _Dir, names: list[str]) -> list[Revision]:
+def _yoyo(directory: _Dir, names: list[str], problems: _Problems) -> list[Revision]:
     """`X.sql` with an optional `X.rollback.sql`; the id is yoyo's migration id (the stem). Ordered
     as yoyo orders them: by `-- depends:`, then by name. No rollback file: irreversible."""
     migrations: dict[str, _YoyoFile] = {}
+    unread: set[str] = set()  # ids whose file has a problem (check): naming one is not a second problem
     for name in names:
         if name.startswith(_YOYO_TEMP) or not name.endswith((".sql", ".py")) or name.endswith(".rollback.sql"):
             continue
-        path = directory.path(name)
-        if name.endswith(".py"):
-            raise RevisionFileError(
-                "is a yoyo Python migration; only SQL migrations are read. Rewrite it in SQL.", path=path
-            )
-        if name.startswith("post-apply"):
-            raise RevisionFileError("is a yoyo post-apply hook, which is not supported; run it separately.", path=path)
-        text = directory.text(name)
-        migrations[name[: -len(".sql")]] = _YoyoFile(name, text, *_yoyo_directives(path, text))
+        try:
+            migrations[name.rsplit(".", 1)[0]] = _yoyo_file(directory, name)
+        except RevisionFileError as exc:
+            problems.report(exc)
+            unread.add(name.rsplit(".", 1)[0])
     for name in names:
-        if name.endswith(".rollback.sql") and name[: -len(".rollback.sql")] not in migrations:
-            raise RevisionFileError(
-                f"has no migration {name[: -len('.rollback.sql')]}.sql to roll back.", path=directory.path(name)
-            )
+        if name.endswith(".rollback.sql"):
+            stem = name[: -len(".rollback.sql")]
+            if stem not in migrations and stem not in unread:
+                problems.report(
+                    RevisionFileError(f"has no migration {stem}.sql to roll back.", path=directory.path(name))
+                )
     revisions = []
-    for rev_id in _yoyo_order(directory, migrations):
+    for rev_id in _yoyo_order(directory, migrations, unread, problems):
         found = migrations[rev_id]
-        up = sql_file(directory.path(found.name), found.text, found.transactional)
         rollback = f"{rev_id}.rollback.sql"
-        down = (
-            sql_file(directory.path(rollback), directory.text(rollback), found.transactional)
-            if rollback in names
-            else None
-        )
-        title = _YOYO_DEFAULT_NAME.sub("", rev_id)
-        revisions.append(_revision(0, rev_id, title, up, down, directory.path(rollback)))
+        failed = problems.count  # each side on its own: a bad up and a bad rollback are two problems
+        up = _yoyo_side(directory, found.name, found.text, found.transactional, problems)
+        down = None if rollback not in names else _yoyo_side(directory, rollback, None, found.transactional, problems)
+        if problems.count == failed and up is not None:
+            title = _YOYO_DEFAULT_NAME.sub("", rev_id)
+            revisions.append(_revision(0, rev_id, title, up, down, directory.path(rollback)))
     return _by_position(revisions)
+
+
+def _yoyo_file(directory: _Dir, name: str) -> _YoyoFile:
+    path = directory.path(name)
+    if name.endswith(".py"):
+        raise RevisionFileError(
+            "is a yoyo Python migration; only SQL migrations are read. Rewrite it in SQL.", path=path
+        )
+    if name.startswith("post-apply"):
+        raise RevisionFileError("is a yoyo post-apply hook, which is not supported; run it separately.", path=path)
+    text = directory.text(name)
+    return _YoyoFile(name, text, *_yoyo_directives(path, text))
+
+
+def _yoyo_side(
+    directory: _Dir, name: str, text: str | None, transactional: bool | None, problems: _Problems
+) -> SqlFile | None:
+    """A migration (`text` read already) or its rollback; None (check): it has a problem, reported."""
+    try:
+        return sql_file(directory.path(name), directory.text(name) if text is None else text, transactional)
+    except RevisionFileError as exc:
+        problems.report(exc)
+        return None
 
 
 def _yoyo_directives(path: str, text: str) -> tuple[list[str], bool | None]:
@@ -355,19 +422,27 @@ def _yoyo_directives(path: str, text: str) -> tuple[list[str], bool | None]:
     return depends, transactional
 
 
-def _yoyo_order(directory: _Dir, migrations: dict[str, _YoyoFile]) -> list[str]:
-    """yoyo's topological order: whenever several are free to go, the first by name goes first."""
+def _yoyo_order(directory: _Dir, migrations: dict[str, _YoyoFile], unread: set[str], problems: _Problems) -> list[str]:
+    """yoyo's topological order: whenever several are free to go, the first by name goes first.
+    (check) A migration naming a missing one is left out; a dependency on one in `unread` (whose
+    file has its own problem) is passed over, so the migrations after it are still read."""
     names = sorted(migrations)
-    index = {rev_id: i for i, rev_id in enumerate(names)}
     waiting: dict[str, set[str]] = {}
     for rev_id in names:
-        for dep in migrations[rev_id].depends:
-            if dep not in migrations:
-                raise RevisionFileError(
+        missing = [dep for dep in migrations[rev_id].depends if dep not in migrations and dep not in unread]
+        for dep in missing:
+            problems.report(
+                RevisionFileError(
                     f"'-- depends: {dep}' names no migration in this directory.",
                     path=directory.path(migrations[rev_id].name),
                 )
-        waiting[rev_id] = set(migrations[rev_id].depends) - {rev_id}
+            )
+        if not missing:
+            waiting[rev_id] = set(migrations[rev_id].depends) - {rev_id}
+    if unread or len(waiting) < len(names):  # (check) one unread or left out: reported already, passed over
+        waiting = {r: {d for d in deps if d in waiting} for r, deps in waiting.items()}
+        names = list(waiting)  # still in name order
+    index = {rev_id: i for i, rev_id in enumerate(names)}
     ready = [(index[r], r) for r in names if not waiting[r]]
     heapq.heapify(ready)
     order: list[str] = []
@@ -380,9 +455,11 @@ def _yoyo_order(directory: _Dir, migrations: dict[str, _YoyoFile]) -> list[str]:
                 if not waiting[other]:
                     heapq.heappush(ready, (index[other], other))
     stuck = [r for r in names if r not in order]
-    if stuck:
-        raise RevisionFileError(
-            f"circular '-- depends:' among {', '.join(stuck)}.", path=directory.path(migrations[stuck[0]].name)
+    if stuck:  # one problem of the set, naming every migration in it
+        problems.report(
+            RevisionFileError(
+                f"circular '-- depends:' among {', '.join(stuck)}.", path=directory.path(migrations[stuck[0]].name)
+            )
         )
     return order
 
@@ -394,57 +471,74 @@ _FLYWAY_RULE = "V{version}__{description}.sql, or U{version}__{description}.sql 
 _FLYWAY_NO_TX = re.compile(r"^\s*executeInTransaction\s*=\s*false\s*$", re.MULTILINE | re.IGNORECASE)
 
 
-def _flyway(directory: _Dir, names: list[str]) -> list[Revision]:
+def _flyway(directory: _Dir, names: list[str], problems: _Problems) -> list[Revision]:
     """`V{n}__{desc}.sql` with an optional undo `U{n}__{desc}.sql`, in version order; no undo:
     irreversible. A `V1__x.sql.conf` saying `executeInTransaction=false` is its transaction marker.
     Repeatable (`R__`) migrations and dotted versions are refused (docs/revision-format.md)."""
     sides: dict[str, dict[int, str]] = {"V": {}, "U": {}}
     for name in names:
-        if not name.endswith(".sql"):
-            _refuse_flyway_subdirectory(directory, name)
-            continue
-        match = _FLYWAY.match(name)
-        if match is None:
-            if name.startswith("R__"):
-                raise RevisionFileError(
-                    "is a Flyway repeatable migration (R__), which is not supported: make it a versioned "
-                    "V{n}__ migration, or run it after the upgrade yourself.",
-                    path=directory.path(name),
-                )
-            raise _no_rule(directory, name, "flyway", _FLYWAY_RULE)
-        if not match["version"].isdigit():
-            raise RevisionFileError(
-                f"dotted version {match['version']} is not supported: z4j-migrate orders revisions by an "
-                "integer version, and renaming the file would change Flyway's history. Read this directory "
-                "with Flyway, or keep integer versions (V1__, V2__, ...).",
-                path=directory.path(name),
-            )
-        version = _version(match["version"], directory.path(name))
-        found = sides[match["kind"]]
-        if version in found:
-            raise _duplicate(directory, version, found[version], name)
-        found[version] = name
+        try:
+            _flyway_name(directory, name, sides)
+        except RevisionFileError as exc:
+            problems.report(exc)
     for version, name in sides["U"].items():
         if version not in sides["V"]:
-            raise RevisionFileError(
-                f"undoes version {version}, which has no V{version}__ migration.", path=directory.path(name)
+            problems.report(
+                RevisionFileError(
+                    f"undoes version {version}, which has no V{version}__ migration.", path=directory.path(name)
+                )
             )
     revisions = []
     for version in sorted(sides["V"]):
         name = sides["V"][version]
         match = _FLYWAY.match(name)
         assert match is not None
-        up = sql_file(directory.path(name), directory.text(name), _flyway_conf(directory, name, names))
         undo = sides["U"].get(version)
-        down = (
-            None
-            if undo is None
-            else sql_file(directory.path(undo), directory.text(undo), _flyway_conf(directory, undo, names))
-        )
-        rev_id = f"{match['version']}_{match['desc']}"
-        missing = directory.path(f"U{match['version']}__{match['desc']}.sql")
-        revisions.append(_revision(version, rev_id, match["desc"], up, down, missing))
+        failed = problems.count  # each side on its own: a bad migration and a bad undo are two problems
+        up = _flyway_side(directory, name, names, problems)
+        down = None if undo is None else _flyway_side(directory, undo, names, problems)
+        if problems.count == failed and up is not None:
+            rev_id = f"{match['version']}_{match['desc']}"
+            missing = directory.path(f"U{match['version']}__{match['desc']}.sql")
+            revisions.append(_revision(version, rev_id, match["desc"], up, down, missing))
     return revisions
+
+
+def _flyway_name(directory: _Dir, name: str, sides: dict[str, dict[int, str]]) -> None:
+    """File `name` under its kind (V or U) and version (the first of a version keeps it)."""
+    if not name.endswith(".sql"):
+        _refuse_flyway_subdirectory(directory, name)
+        return
+    match = _FLYWAY.match(name)
+    if match is None:
+        if name.startswith("R__"):
+            raise RevisionFileError(
+                "is a Flyway repeatable migration (R__), which is not supported: make it a versioned "
+                "V{n}__ migration, or run it after the upgrade yourself.",
+                path=directory.path(name),
+            )
+        raise _no_rule(directory, name, "flyway", _FLYWAY_RULE)
+    if not match["version"].isdigit():
+        raise RevisionFileError(
+            f"dotted version {match['version']} is not supported: z4j-migrate orders revisions by an "
+            "integer version, and renaming the file would change Flyway's history. Read this directory "
+            "with Flyway, or keep integer versions (V1__, V2__, ...).",
+            path=directory.path(name),
+        )
+    version = _version(match["version"], directory.path(name))
+    found = sides[match["kind"]]
+    if version in found:
+        raise _duplicate(directory, version, found[version], name)
+    found[version] = name
+
+
+def _flyway_side(directory: _Dir, name: str, names: list[str], problems: _Problems) -> SqlFile | None:
+    """A migration or its undo, with its config file; None (check): it has a problem, reported."""
+    try:
+        return sql_file(directory.path(name), directory.text(name), _flyway_conf(directory, name, names))
+    except RevisionFileError as exc:
+        problems.report(exc)
+        return None
 
 
 def _flyway_conf(directory: _Dir, name: str, names: list[str]) -> bool | None:
@@ -465,7 +559,7 @@ def _refuse_flyway_subdirectory(directory: _Dir, name: str) -> None:
         )
 
 
-_READERS: dict[str, Callable[[_Dir, list[str]], list[Revision]]] = {
+_READERS: dict[str, Callable[[_Dir, list[str], _Problems], list[Revision]]] = {
     "golang-migrate": _golang_migrate,
     "dbmate": _dbmate,
     "yoyo": _yoyo,
