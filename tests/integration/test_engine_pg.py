@@ -566,7 +566,8 @@ def test_cli_status_new_and_check(database_url, migrations):
     r = run_cli("new", "Add posts.title column!", "--migrations-dir", str(migrations))
     assert r.returncode == 0 and (migrations / "0004_add_posts_title_column.up.sql").exists()
     r = run_cli("check", str(migrations))
-    assert r.returncode == 3 and "0004_add_posts_title_column.up.sql: has no SQL" in r.stdout  # the scaffold has no SQL yet
+    # the scaffold has no SQL yet
+    assert r.returncode == 3 and "0004_add_posts_title_column.up.sql: has no SQL" in r.stdout
     (migrations / "0004_add_posts_title_column.up.sql").write_text(
         "-- message: title\nALTER TABLE posts ADD COLUMN title text;\n"
     )
