@@ -167,6 +167,10 @@ def text_table(res: dict) -> str:
 
     if fleet.text(res):
         lines += [fleet.text(res), ""]
+    import verifyrow  # bench/verifyrow.py
+
+    if verifyrow.text(res):
+        lines += [verifyrow.text(res), ""]
     return "\n".join(lines)
 
 
@@ -584,8 +588,10 @@ def markdown(res: dict, notes: str) -> str:
             )
 
     import fleet  # bench/fleet.py: the fan-out row
+    import verifyrow  # bench/verifyrow.py: verify beside upgrade + downgrade
 
     out += fleet.markdown(res)
+    out += verifyrow.markdown(res)
     out += [
         "",
         "## Verification",

@@ -44,6 +44,7 @@ sys.path.insert(0, str(HERE))
 import fleet  # noqa: E402
 import gen  # noqa: E402
 import report  # noqa: E402
+import verifyrow  # noqa: E402
 from harness import (  # noqa: E402
     REPO,
     Admin,
@@ -621,6 +622,9 @@ class Bench:
                 self.cli_forms()
             if only in (None, "fleet"):
                 self.results["fleet"] = fleet.run(self)  # bench/fleet.py: 50 databases, --jobs 1/2/4
+            if only in (None, "verify"):  # bench/verifyrow.py: verify beside upgrade + downgrade, N=400
+                n = self.sizes[-1] if only else verifyrow.DEFAULT_N
+                self.results["verify_row"] = verifyrow.run(self, n)
         finally:
             for w in self.workers.values():
                 w.close()
@@ -634,6 +638,9 @@ class Bench:
             (OUT / name).write_text(json.dumps(self.results, indent=1, default=str))
             if only == "fleet":
                 print("\n" + fleet.text(self.results))
+                return 0
+            if only == "verify":
+                print("\n" + verifyrow.text(self.results))
                 return 0
             print("\n" + report.text_cli_forms(self.results) + "\n\n" + report.text_targets(self.results))
             return 0
@@ -675,14 +682,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-bundled", action="store_true", help="skip the bundled z4j set")
     p.add_argument(
         "--only",
-        choices=["cli-forms", "fleet"],
+        choices=["cli-forms", "fleet", "verify"],
         help="run one stage: cli-forms = the no-op process by invocation form (default N=1000; no docs); "
-        "fleet = 50 databases x the bundled set, --jobs 1/2/4 (bench/fleet.py)",
+        "fleet = 50 databases x the bundled set, --jobs 1/2/4 (bench/fleet.py); "
+        "verify = verify beside one upgrade + one downgrade (default N=400; bench/verifyrow.py)",
     )
     args = p.parse_args(argv)
     if args.sizes is None:
         args.sizes = (
-            "10" if args.only == "fleet" else "1000" if args.only else "10,100" if args.quick else "10,100,1000"
+            "10"
+            if args.only == "fleet"
+            else "400"
+            if args.only == "verify"
+            else "1000"
+            if args.only
+            else "10,100"
+            if args.quick
+            else "10,100,1000"
         )
     return args
 
