@@ -573,13 +573,19 @@ class _Run:
             self.after[rev.id] = applied
             return applied
         self.engine("stepwise", rev.id, f"{down} failed right after its up", lambda: self.down(rev))
-        self.expect("stepwise", rev, before, lambda d: f"{down} {phrase(d)}")
+        undone = self.expect("stepwise", rev, before, lambda d: f"{down} {phrase(d)}")
         if rev.id in self.applied():
             self.fail("stepwise", rev.id, [f"{rev.id} is still recorded as applied after its down"])
         self.engine("stepwise", rev.id, f"{up} failed when applied again after its down", lambda: self.up(rev))
-        again = self.expect(
-            "stepwise", rev, applied, lambda d: f"{up} applied again after its down gives a different schema: {d}"
-        )
+        if undone == before:
+            # The down gave back exactly the catalog the up started from, so the same SQL builds the same
+            # catalog again: a third snapshot would only repeat the second (docs/verify.md). It is taken
+            # when the down left a warning or an accepted difference, which the second run may build on.
+            again = applied
+        else:
+            again = self.expect(
+                "stepwise", rev, applied, lambda d: f"{up} applied again after its down gives a different schema: {d}"
+            )
         check.status = "ok"
         self.after[rev.id] = again
         return again
