@@ -20,6 +20,12 @@ from helpers import REPO
 DRIVER = Path(__file__).resolve().parent / "drive.py"
 
 
+def trials(ci: int, deep: int) -> int:
+    """How many random-moment trials a suite runs: `ci` by default (it keeps `make test` inside CI's
+    time), `deep` with Z4J_TORTURE_DEEP=1, the setting docs/reliability.md's figures were taken with."""
+    return deep if os.environ.get("Z4J_TORTURE_DEEP") == "1" else ci
+
+
 def clean_env(url: str, migrations: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("Z4J_")}
     env.update(Z4J_DATABASE_URL=url, Z4J_MIGRATIONS_DIR=str(migrations), **extra)

@@ -33,7 +33,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from helpers import applied_ids, query, run_cli, scalar, write_pair
-from machinery import Replica, clean_env, wait_for_backends_to_go
+from machinery import Replica, clean_env, trials, wait_for_backends_to_go
 
 import z4j_migrate
 from z4j_migrate.catalog import snapshot
@@ -42,8 +42,8 @@ from z4j_migrate.sqlcheck import split_statements
 
 pytestmark = pytest.mark.torture
 
-KILL_TRIALS = 50
-TERMINATE_TRIALS = 30
+KILL_TRIALS = trials(30, deep=50)
+TERMINATE_TRIALS = trials(20, deep=30)
 RESTART_TRIALS = 8
 IDS = ["0001_accounts", "0002_ledger", "0003_balance", "0004_balance_ix"]
 NON_TRANSACTIONAL = {"0002_ledger", "0004_balance_ix"}

@@ -40,6 +40,7 @@ import digest
 import psycopg
 import pytest
 from helpers import REPO, applied_ids, query, run_cli, scalar, tables, write_pair
+from machinery import trials
 
 import z4j_migrate
 from z4j_migrate import interrupt
@@ -47,7 +48,7 @@ from z4j_migrate.lock import lock_key
 
 pytestmark = pytest.mark.torture
 
-TRIALS = 20  # per signal
+TRIALS = trials(15, deep=20)  # per signal; 3 of each kind below by default
 # What the other session of a trial does (see _other_session), and when the random delay starts: once
 # the run shows up on the server, or ("aimed-*") once it runs a transactional revision's message or a
 # CREATE INDEX CONCURRENTLY (held up by an old snapshot); then the delay is short.
