@@ -15,7 +15,8 @@ Design notes:
 * Objects owned by extensions (``pg_depend.deptype = 'e'``) are not ours and are left
   out, as are the migration tool's bookkeeping tables and everything hanging off them.
 * One catalog query per kind, never one per object, so the number of round trips
-  does not grow with the schema.
+  does not grow with the schema.  Comments are read from pg_description by index, not
+  with ``obj_description()``: a SQL function that is planned again in every query.
 * Every catalog relation and function is qualified with ``pg_catalog`` so objects in
   the user's schemas cannot shadow them.  No GUCs are set: ``format_type``,
   ``pg_get_expr`` and friends print names of objects visible on the session's
@@ -45,6 +46,8 @@ __all__ = [
     "KINDS",
     "SCHEMA_FORMATS",
     "Difference",
+    "Piece",
+    "RootKey",
     "Snapshot",
     "diff",
     "object_names",
@@ -52,6 +55,7 @@ __all__ = [
     "render_markdown",
     "render_mermaid",
     "snapshot",
+    "snapshot_pieces",
 ]
 
 # Ours (state.TABLES), and the lock table stock yoyo creates when it runs against the database.
@@ -130,7 +134,8 @@ SELECT c.oid, n.nspname, c.relname, c.relkind, c.relpersistence,
        CASE WHEN c.relispartition
             THEN pg_catalog.pg_get_expr(c.relpartbound, c.oid) END AS bound,
        CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) END AS viewdef,
-       pg_catalog.obj_description(c.oid, 'pg_class') AS comment,
+       (SELECT ds.description FROM pg_catalog.pg_description ds WHERE ds.objoid = c.oid
+        AND ds.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND ds.objsubid = 0) AS comment,
        ARRAY(SELECT pn.nspname || '.' || p.relname
              FROM pg_catalog.pg_inherits i
              JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
@@ -168,7 +173,8 @@ SELECT a.attrelid, a.attname, a.attnum,
        CASE WHEN a.attcollation <> t.typcollation THEN
             CASE WHEN cn.nspname = 'pg_catalog' THEN co.collname
                  ELSE cn.nspname || '.' || co.collname END END AS collation,
-       pg_catalog.col_description(a.attrelid, a.attnum) AS comment
+       (SELECT ds.description FROM pg_catalog.pg_description ds WHERE ds.objoid = a.attrelid
+        AND ds.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND ds.objsubid = a.attnum) AS comment
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
@@ -182,18 +188,20 @@ ORDER BY a.attrelid, a.attnum
 # property here, which keeps PG15 and PG18 snapshots alike.  Constraint triggers
 # ('t') are reported as triggers.
 _CONSTRAINTS_SQL = """
-SELECT c.conrelid, c.conname, c.contype,
+SELECT c.oid AS con_oid, c.conrelid, c.conname, c.contype,
        pg_catalog.pg_get_constraintdef(c.oid) AS definition,
        (NOT c.conislocal OR c.conparentid <> 0) AS inherited,
-       pg_catalog.obj_description(c.oid, 'pg_constraint') AS comment
+       (SELECT ds.description FROM pg_catalog.pg_description ds WHERE ds.objoid = c.oid
+        AND ds.classoid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND ds.objsubid = 0) AS comment
 FROM pg_catalog.pg_constraint c
 WHERE c.conrelid = ANY(%(rels)s::pg_catalog.oid[]) AND c.contype NOT IN ('n', 't')
 """
 
 _INDEXES_SQL = """
-SELECT i.indrelid, ic.relname, pg_catalog.pg_get_indexdef(i.indexrelid) AS definition,
+SELECT i.indexrelid, i.indrelid, ic.relname, pg_catalog.pg_get_indexdef(i.indexrelid) AS definition,
        i.indisvalid, ic.relispartition, con.conname,
-       pg_catalog.obj_description(i.indexrelid, 'pg_class') AS comment
+       (SELECT ds.description FROM pg_catalog.pg_description ds WHERE ds.objoid = i.indexrelid
+        AND ds.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND ds.objsubid = 0) AS comment
 FROM pg_catalog.pg_index i
 JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
 LEFT JOIN pg_catalog.pg_constraint con
@@ -203,20 +211,22 @@ WHERE i.indrelid = ANY(%(rels)s::pg_catalog.oid[])
 """
 
 _TRIGGERS_SQL = """
-SELECT t.tgrelid, t.tgname, pg_catalog.pg_get_triggerdef(t.oid) AS definition,
+SELECT t.oid AS tg_oid, t.tgrelid, t.tgname, pg_catalog.pg_get_triggerdef(t.oid) AS definition,
        t.tgenabled, t.tgparentid <> 0 AS inherited,
-       pg_catalog.obj_description(t.oid, 'pg_trigger') AS comment
+       (SELECT ds.description FROM pg_catalog.pg_description ds WHERE ds.objoid = t.oid
+        AND ds.classoid = 'pg_catalog.pg_trigger'::pg_catalog.regclass AND ds.objsubid = 0) AS comment
 FROM pg_catalog.pg_trigger t
 WHERE t.tgrelid = ANY(%(rels)s::pg_catalog.oid[]) AND NOT t.tgisinternal
 """
 
 _POLICIES_SQL = """
-SELECT p.polrelid, p.polname, p.polcmd, p.polpermissive,
+SELECT p.oid AS pol_oid, p.polrelid, p.polname, p.polcmd, p.polpermissive,
        ARRAY(SELECT CASE WHEN r.oid = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(r.oid) END
              FROM pg_catalog.unnest(p.polroles) AS r(oid) ORDER BY 1) AS roles,
        pg_catalog.pg_get_expr(p.polqual, p.polrelid) AS using_expr,
        pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) AS check_expr,
-       pg_catalog.obj_description(p.oid, 'pg_policy') AS comment
+       (SELECT ds.description FROM pg_catalog.pg_description ds WHERE ds.objoid = p.oid
+        AND ds.classoid = 'pg_catalog.pg_policy'::pg_catalog.regclass AND ds.objsubid = 0) AS comment
 FROM pg_catalog.pg_policy p
 WHERE p.polrelid = ANY(%(rels)s::pg_catalog.oid[])
 """
@@ -244,7 +254,8 @@ SELECT t.oid, n.nspname, t.typname, t.typtype,
        (SELECT pg_catalog.format_type(r.rngsubtype, NULL) FROM pg_catalog.pg_range r
         WHERE r.rngtypid = t.oid) AS subtype,
        CASE WHEN t.typtype = 'd' AND co.collname <> 'default' THEN co.collname END AS collation,
-       pg_catalog.obj_description(t.oid, 'pg_type') AS comment
+       (SELECT ds.description FROM pg_catalog.pg_description ds WHERE ds.objoid = t.oid
+        AND ds.classoid = 'pg_catalog.pg_type'::pg_catalog.regclass AND ds.objsubid = 0) AS comment
 FROM pg_catalog.pg_type t
 JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
 LEFT JOIN pg_catalog.pg_collation co ON co.oid = t.typcollation
@@ -267,7 +278,8 @@ SELECT p.oid, n.nspname, p.proname, p.prokind,
        CASE WHEN p.prokind = 'a' THEN NULL
             WHEN p.prosqlbody IS NOT NULL THEN pg_catalog.pg_get_function_sqlbody(p.oid)
             ELSE p.prosrc END AS body,
-       pg_catalog.obj_description(p.oid, 'pg_proc') AS comment
+       (SELECT ds.description FROM pg_catalog.pg_description ds WHERE ds.objoid = p.oid
+        AND ds.classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND ds.objsubid = 0) AS comment
 FROM pg_catalog.pg_proc p
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 JOIN pg_catalog.pg_language l ON l.oid = p.prolang
@@ -392,19 +404,95 @@ def snapshot(
     return _SnapshotBuilder(rows).build()
 
 
+# A root is an object that the snapshot describes together with everything hanging off it:
+# ("rel", oid) a table, view or sequence with its columns, constraints, indexes, triggers,
+# policies, comments and grants; ("type", oid) a type; ("func", oid) a function.
+RootKey = tuple[str, int]
+ROOT_KINDS: tuple[str, ...] = ("rel", "type", "func")
+
+
+@dataclass(frozen=True)
+class Piece:
+    """The part of a snapshot that one root makes up (see :func:`snapshot_pieces`)."""
+
+    snap: Snapshot  # only the kinds it has entries of
+    name: str  # the root's own name, unqualified
+    schema: str
+    children: frozenset[tuple[str, int]]  # (catalog, oid) of its indexes, constraints, triggers, policies
+
+
+def snapshot_pieces(
+    conn: psycopg.Connection[Any],
+    *,
+    schemas: Sequence[str] = ("public",),
+    exclude_tables: Collection[str] = BOOKKEEPING_TABLES,
+    roots: Collection[RootKey] | None = None,
+    prepare: bool | None = None,
+) -> dict[RootKey, Piece]:
+    """:func:`snapshot`, cut into one piece per root, for ``roots`` only when given.
+
+    The same queries and the same description code as :func:`snapshot`, with an oid filter on the
+    relations, types and functions: merging the pieces of every root gives exactly the snapshot,
+    and re-describing only the roots that changed keeps a merged snapshot up to date (verify's
+    journal). A root that no longer exists (or is not ours) has no piece. `prepare` is psycopg's.
+    """
+    if roots is None:
+        with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            rows = _read_catalog(cur, list(schemas), set(exclude_tables))
+    else:
+        only = {kind: sorted(oid for k, oid in roots if k == kind) for kind in ROOT_KINDS}
+        rows = _read_scoped(conn, list(schemas), set(exclude_tables), only, prepare)
+    groups: dict[RootKey, dict[str, list[_Row]]] = defaultdict(lambda: {kind: [] for kind in rows})
+    for kind, kind_rows in rows.items():
+        for row in kind_rows:
+            groups[_root_of(kind, row)][kind].append(row)
+    return {root: _piece(group) for root, group in groups.items()}
+
+
+# kind of catalog rows -> (root kind, the row's column holding the root's oid)
+_ROOT_COLUMN: dict[str, tuple[str, str]] = {
+    "relation": ("rel", "oid"),
+    "column": ("rel", "attrelid"),
+    "constraint": ("rel", "conrelid"),
+    "index": ("rel", "indrelid"),
+    "trigger": ("rel", "tgrelid"),
+    "policy": ("rel", "polrelid"),
+    "type": ("type", "oid"),
+    "function": ("func", "oid"),
+}
+_GRANT_ROOT = {"rel": "rel", "col": "rel", "func": "func", "type": "type"}
+# kind of catalog rows -> (catalog, the row's column holding the object's own oid): a dropped
+# object of these is found in its root's Piece.children
+_CHILD_COLUMN: dict[str, tuple[str, str]] = {
+    "constraint": ("pg_constraint", "con_oid"),
+    "index": ("pg_class", "indexrelid"),
+    "trigger": ("pg_trigger", "tg_oid"),
+    "policy": ("pg_policy", "pol_oid"),
+}
+
+
+def _root_of(kind: str, row: _Row) -> RootKey:
+    if kind == "grant":
+        return (_GRANT_ROOT[row["objclass"]], row["oid"])
+    root_kind, column = _ROOT_COLUMN[kind]
+    return (root_kind, row[column])
+
+
+def _piece(group: dict[str, list[_Row]]) -> Piece:
+    snap = {kind: objects for kind, objects in _SnapshotBuilder(group).build().items() if objects}
+    own = group["relation"] or group["type"] or group["function"]
+    name = own[0].get("relname") or own[0].get("typname") or own[0].get("proname") if own else ""
+    children = frozenset(
+        (catalog, row[column]) for kind, (catalog, column) in _CHILD_COLUMN.items() for row in group[kind]
+    )
+    return Piece(snap, name or "", own[0]["nspname"] if own else "", children)
+
+
 def _read_catalog(cur: psycopg.Cursor[_Row], schemas: list[str], excluded: set[str]) -> dict[str, list[_Row]]:
     """The rows of every catalog query, by kind ("relation", "column", ... "grant")."""
-
-    def is_excluded(nspname: str | None, relname: str | None) -> bool:
-        return relname is not None and (relname in excluded or f"{nspname}.{relname}" in excluded)
-
     params: dict[str, Any] = {"schemas": schemas}
     cur.execute(_RELATIONS_SQL, params)
-    relations = [
-        row
-        for row in cur.fetchall()
-        if not is_excluded(row["nspname"], row["relname"]) and not is_excluded(row["own_nspname"], row["own_relname"])
-    ]
+    relations = [row for row in cur.fetchall() if not _is_excluded(row, excluded)]
     params["rels"] = [row["oid"] for row in relations]
     params["colrels"] = [row["oid"] for row in relations if row["relkind"] != "S"]
     rows: dict[str, list[_Row]] = {"relation": relations}
@@ -416,6 +504,60 @@ def _read_catalog(cur: psycopg.Cursor[_Row], schemas: list[str], excluded: set[s
     params["funcs"] = [row["oid"] for row in rows["function"]]
     cur.execute(_GRANTS_SQL, params)
     rows["grant"] = cur.fetchall()
+    return rows
+
+
+def _is_excluded(row: _Row, excluded: set[str]) -> bool:
+    """A relation of `excluded` (bare or schema-qualified), or a sequence one of them owns."""
+    for nspname, relname in ((row["nspname"], row["relname"]), (row["own_nspname"], row["own_relname"])):
+        if relname is not None and (relname in excluded or f"{nspname}.{relname}" in excluded):
+            return True
+    return False
+
+
+# kind of rows -> (query, alias of the root's catalog in it, kind of root it is scoped to)
+_SCOPED_QUERIES: dict[str, tuple[str, str, str]] = {
+    "relation": (_RELATIONS_SQL, "c", "rel"),
+    **{kind: (query, "", "rel") for kind, query in _OBJECT_QUERIES.items() if kind not in ("type", "function")},
+    "type": (_TYPES_SQL, "t", "type"),
+    "function": (_FUNCTIONS_SQL, "p", "func"),
+    "grant": (_GRANTS_SQL, "", ""),
+}
+
+
+def _read_scoped(
+    conn: psycopg.Connection[Any],
+    schemas: list[str],
+    excluded: set[str],
+    only: dict[str, list[int]],
+    prepare: bool | None,
+) -> dict[str, list[_Row]]:
+    """The rows of the roots in `only`: every query sent at once (one round trip, psycopg's pipeline),
+    with the oids asked for; what the full read leaves out (excluded tables, columns of sequences,
+    objects of other schemas or of extensions) is left out here from the rows that come back."""
+    params: dict[str, Any] = {"schemas": schemas, "rels": only["rel"], "colrels": only["rel"]}
+    params |= {"types": only["type"], "funcs": only["func"]}
+    params |= {f"only_{kind}": oids for kind, oids in only.items()}
+    cursors: dict[str, psycopg.Cursor[_Row]] = {}
+    with conn.pipeline():
+        for kind, (query, alias, root) in _SCOPED_QUERIES.items():
+            if root and not only[root]:
+                continue
+            text = f"{query.rstrip()}\n  AND {alias}.oid = ANY(%(only_{root})s::pg_catalog.oid[])\n" if alias else query
+            cursors[kind] = cur = conn.cursor(row_factory=dict_row)
+            cur.execute(text, params, prepare=prepare)
+    rows = {kind: cursors[kind].fetchall() if kind in cursors else [] for kind in _SCOPED_QUERIES}
+    relations = [row for row in rows["relation"] if not _is_excluded(row, excluded)]
+    kept = {"rel": {row["oid"] for row in relations}}
+    tables = {row["oid"] for row in relations if row["relkind"] != "S"}
+    rows["relation"] = relations
+    rows["function"] = [r for r in rows["function"] if r["proname"] not in BOOKKEEPING_FUNCTIONS]
+    kept |= {"type": {r["oid"] for r in rows["type"]}, "func": {r["oid"] for r in rows["function"]}}
+    for kind in ("column", "constraint", "index", "trigger", "policy"):
+        root_kind, column = _ROOT_COLUMN[kind]
+        wanted = tables if kind == "column" else kept[root_kind]
+        rows[kind] = [row for row in rows[kind] if row[column] in wanted]
+    rows["grant"] = [row for row in rows["grant"] if row["oid"] in kept[_GRANT_ROOT[row["objclass"]]]]
     return rows
 
 
