@@ -42,7 +42,7 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from . import api, diagnose, progress
+from . import api, diagnose, journal, progress
 from .catalog import Difference, Snapshot, diff, snapshot
 from .config import Settings, parse_database_url
 from .db import connect, connected
@@ -64,6 +64,7 @@ SCRATCH_PREFIX = "z4j_verify_"
 _SCHEMAS_SQL = """
 SELECT n.nspname FROM pg_catalog.pg_namespace n
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+  AND n.nspname <> 'z4j_verify_journal'
   AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%'
   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                   WHERE d.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
@@ -203,6 +204,8 @@ def take_snapshot(conn: psycopg.Connection, bookkeeping_schema: str = "public") 
 
 def differences(expected: Snapshot, actual: Snapshot) -> list[Difference]:
     """catalog.diff, plus schemas, without the "labels changed" echo of per-label differences."""
+    if expected == actual:  # the usual case, and cheap: unchanged descriptions are the same objects
+        return []
     found = diff(
         {k: v for k, v in expected.items() if k != "schema"}, {k: v for k, v in actual.items() if k != "schema"}
     )
@@ -366,17 +369,25 @@ class _Run:
     stepwise_done: bool = field(default=False, init=False)
     conn: psycopg.Connection | None = field(default=None, init=False)  # snapshots and scripts
     engine_conn: psycopg.Connection | None = field(default=None, init=False)  # the stepwise engine calls
+    tracker: journal.Tracker | None = field(default=None, init=False)  # snapshots from the change journal
 
     # ---------------------------------------------------------------- helpers
 
     def snap(self) -> Snapshot:
         assert self.conn is not None
+        if self.tracker is not None:
+            return self.tracker.snapshot()
         return take_snapshot(self.conn, self.settings.schema)
 
     def applied(self) -> list[str]:
         assert self.conn is not None
         state = Store(self.conn, self.settings.schema).state(())
         return sorted(state.applied, key=revision_number)
+
+    def is_applied(self, rev_id: str) -> bool:
+        """Whether the bookkeeping records `rev_id` as applied (one row read, not the whole history)."""
+        assert self.conn is not None
+        return Store(self.conn, self.settings.schema).revision_state(rev_id)[0]
 
     def fail(self, phase: str, revision: str | None, messages: list[str], diffs: list[dict[str, str]] = (), **kw: Any):
         self.report.problems.append(Problem(phase, revision, messages, list(diffs), **kw))
@@ -465,12 +476,16 @@ class _Run:
         self.engine_conn = connect(self.settings)
         self.ctx = RunContext(self.settings, self.engine_conn)
         prepare(self.engine_conn, self.ctx, self.revset, Store(self.engine_conn, self.settings.schema).state(()))
+        if not self.require_empty:  # a scratch database: the journal may live there (journal.py)
+            conn = self.conn
+            self.tracker = journal.start(conn, lambda: _schemas(conn), self.settings.schema)
 
     def close(self) -> None:
         for conn in (self.conn, self.engine_conn):
             if conn is not None:
                 conn.close()
         self.conn = self.engine_conn = None
+        self.tracker = None
 
     def up(self, rev: Revision) -> None:
         """The engine's own apply of one revision: its locked transaction (or statements), its bookkeeping."""
@@ -562,29 +577,34 @@ class _Run:
         return self.after[rev.id]
 
     def step(self, rev: Revision, check: RevisionCheck, before: Snapshot) -> Snapshot:
-        """Apply, roll back, compare, apply again, compare; returns the schema with `rev` applied."""
+        """Apply, roll back, compare, apply again; returns the schema with `rev` applied.
+
+        The schema is not read between the first up and its down: the down must give back `before`,
+        and the up applied again gives the schema with `rev` applied (the same SQL on the same catalog
+        builds the same catalog). When the down left a warning or an accepted difference, the up ran
+        on another catalog the second time, so the down and the up run once more and must give the
+        same schemas again (docs/verify.md).
+        """
         up, down = _name(rev.up.path), _name(rev.down.path)
         check.status = "up failed"
         self.engine("stepwise", rev.id, f"{up} failed", lambda: self.up(rev))
         check.status = "failed"
-        applied = self.snap()
         if rev.irreversible is not None:
             check.status = "irreversible"
-            self.after[rev.id] = applied
-            return applied
+            self.after[rev.id] = self.snap()
+            return self.after[rev.id]
         self.engine("stepwise", rev.id, f"{down} failed right after its up", lambda: self.down(rev))
         undone = self.expect("stepwise", rev, before, lambda d: f"{down} {phrase(d)}")
-        if rev.id in self.applied():
+        if self.is_applied(rev.id):
             self.fail("stepwise", rev.id, [f"{rev.id} is still recorded as applied after its down"])
         self.engine("stepwise", rev.id, f"{up} failed when applied again after its down", lambda: self.up(rev))
-        if undone == before:
-            # The down gave back exactly the catalog the up started from, so the same SQL builds the same
-            # catalog again: a third snapshot would only repeat the second (docs/verify.md). It is taken
-            # when the down left a warning or an accepted difference, which the second run may build on.
-            again = applied
-        else:
+        again = self.snap()
+        if undone != before:
+            self.engine("stepwise", rev.id, f"{down} failed when run a second time", lambda: self.down(rev))
+            self.expect("stepwise", rev, undone, lambda d: f"{down} run a second time gives a different schema: {d}")
+            self.engine("stepwise", rev.id, f"{up} failed when applied a third time", lambda: self.up(rev))
             again = self.expect(
-                "stepwise", rev, applied, lambda d: f"{up} applied again after its down gives a different schema: {d}"
+                "stepwise", rev, again, lambda d: f"{up} applied again after its down gives a different schema: {d}"
             )
         check.status = "ok"
         self.after[rev.id] = again

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 
+import psycopg
 from helpers import run_cli, write_pair
+from psycopg.conninfo import conninfo_to_dict
 
 from z4j_migrate.config import settings_from_env
 from z4j_migrate.verify import verify
@@ -89,8 +91,8 @@ def test_position_warning_enum_reason_and_accepted_difference(pg_server, migrati
 
     report = verify(settings, keep_going=True)
     assert [r.status for r in report.revisions] == ["ok", "ok", "failed"]
-    # After the down, and again after the re-applied up (compared with the first up's schema).
-    assert [(w.revision, w.severity) for w in report.warnings] == [("0002_b_type", "warning")] * 2
+    # After the down; the second down and up (run because of it) give the same schemas as the first.
+    assert [(w.revision, w.severity) for w in report.warnings] == [("0002_b_type", "warning")]
     warning = report.warnings[0]
     assert {(d["name"], d["detail"]) for d in warning.differences} == {
         ("t.b", "position changed: 3 -> 4"),
@@ -126,3 +128,32 @@ def test_position_warning_enum_reason_and_accepted_difference(pg_server, migrati
     r = run_cli("verify", "--database-url", pg_server.admin_url, "--migrations-dir", str(migrations))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "accepted (stepwise) at 0003_label:" in r.stdout
+
+
+def test_a_down_with_a_warning_is_run_a_second_time(pg_server, migrations):
+    """The up ran on another catalog the second time (b moved): the down and the up run once more."""
+    write_pair(migrations, "0001_base", BASE_UP, BASE_DOWN)
+    write_pair(
+        migrations,
+        "0002_b_type",
+        "ALTER TABLE t ALTER b TYPE bigint;",
+        "ALTER TABLE t DROP COLUMN b;\nALTER TABLE t ADD COLUMN b int;",
+    )
+    report = verify(settings_from_env(pg_server.admin_url, migrations), keep=True)
+    scratch = conninfo_to_dict(report.database)["dbname"]
+    try:
+        with psycopg.connect(pg_server.url_for(scratch)) as conn:
+            ops = conn.execute(
+                "SELECT migration_id, operation, count(*) FROM _yoyo_log GROUP BY 1, 2 ORDER BY 1, 2"
+            ).fetchall()
+    finally:
+        pg_server.drop_database(scratch)
+    assert report.ok
+    assert [(w.phase, w.revision) for w in report.warnings] == [("stepwise", "0002_b_type"), ("round trip", None)]
+    # stepwise (0001: up, down, up; 0002: up, down, up, down, up), then the round trip (down, up each)
+    assert ops == [
+        ("0001_base", "apply", 3),
+        ("0001_base", "rollback", 2),
+        ("0002_b_type", "apply", 4),
+        ("0002_b_type", "rollback", 3),
+    ]
