@@ -419,6 +419,7 @@ class Piece:
     name: str  # the root's own name, unqualified
     schema: str
     children: frozenset[tuple[str, int]]  # (catalog, oid) of its indexes, constraints, triggers, policies
+    indexes: frozenset[str]  # names of its indexes (in its schema)
 
 
 def snapshot_pieces(
@@ -485,7 +486,8 @@ def _piece(group: dict[str, list[_Row]]) -> Piece:
     children = frozenset(
         (catalog, row[column]) for kind, (catalog, column) in _CHILD_COLUMN.items() for row in group[kind]
     )
-    return Piece(snap, name or "", own[0]["nspname"] if own else "", children)
+    indexes = frozenset(row["relname"] for row in group["index"])
+    return Piece(snap, name or "", own[0]["nspname"] if own else "", children, indexes)
 
 
 def _read_catalog(cur: psycopg.Cursor[_Row], schemas: list[str], excluded: set[str]) -> dict[str, list[_Row]]:

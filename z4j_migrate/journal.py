@@ -29,18 +29,23 @@ from .catalog import KINDS, Piece, RootKey, Snapshot, snapshot_pieces
 
 JOURNAL_SCHEMA = "z4j_verify_journal"
 
+# SECURITY DEFINER: a revision that does SET ROLE to a role without rights on the journal must
+# still be journaled (the functions belong to the role that installed them, who may write there).
 _INSTALL_SQL = f"""
 CREATE SCHEMA {JOURNAL_SCHEMA};
-CREATE UNLOGGED TABLE {JOURNAL_SCHEMA}.changes (classid pg_catalog.oid, objid pg_catalog.oid, dropped boolean NOT NULL);
-CREATE FUNCTION {JOURNAL_SCHEMA}.on_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+CREATE UNLOGGED TABLE {JOURNAL_SCHEMA}.changes (
+    classid pg_catalog.oid, objid pg_catalog.oid, dropped boolean NOT NULL, schema_name text, object_name text);
+CREATE FUNCTION {JOURNAL_SCHEMA}.on_ddl() RETURNS event_trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog AS $$
 BEGIN
     INSERT INTO {JOURNAL_SCHEMA}.changes
-    SELECT c.classid, c.objid, false FROM pg_catalog.pg_event_trigger_ddl_commands() c;
+    SELECT c.classid, c.objid, false, c.schema_name, NULL FROM pg_catalog.pg_event_trigger_ddl_commands() c;
 END $$;
-CREATE FUNCTION {JOURNAL_SCHEMA}.on_drop() RETURNS event_trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION {JOURNAL_SCHEMA}.on_drop() RETURNS event_trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog AS $$
 BEGIN
     INSERT INTO {JOURNAL_SCHEMA}.changes
-    SELECT d.classid, d.objid, true FROM pg_catalog.pg_event_trigger_dropped_objects() d;
+    SELECT d.classid, d.objid, true, d.schema_name, d.object_name FROM pg_catalog.pg_event_trigger_dropped_objects() d;
 END $$;
 CREATE EVENT TRIGGER z4j_verify_journal_ddl ON ddl_command_end EXECUTE FUNCTION {JOURNAL_SCHEMA}.on_ddl();
 CREATE EVENT TRIGGER z4j_verify_journal_drop ON sql_drop EXECUTE FUNCTION {JOURNAL_SCHEMA}.on_drop();
@@ -48,7 +53,7 @@ ALTER EVENT TRIGGER z4j_verify_journal_ddl ENABLE ALWAYS;
 ALTER EVENT TRIGGER z4j_verify_journal_drop ENABLE ALWAYS;
 """
 
-_TAKE_SQL = f"DELETE FROM {JOURNAL_SCHEMA}.changes RETURNING classid, objid, dropped"
+_TAKE_SQL = f"DELETE FROM {JOURNAL_SCHEMA}.changes RETURNING classid, objid, dropped, schema_name, object_name"
 
 # The catalogs whose objects the snapshot describes: a journal entry of any other one (or none,
 # a GRANT) means a full snapshot.
@@ -138,6 +143,7 @@ class Tracker:
         # table -> the roots whose description names it as their partition parent or inherited table:
         # DETACH PARTITION, a command on the parent, changes the child and leaves no pg_depend row
         self.heirs: dict[str, set[RootKey]] = {}
+        self.index_owner: dict[tuple[str | None, str | None], RootKey] = {}  # (schema, index name) -> table
         self.started = False
         self.journal_kept = True  # False once the journal is found gone: full snapshots from then on
         self.full_count = 0  # how many snapshots were full ones (tests and docs/performance.md)
@@ -184,22 +190,23 @@ class Tracker:
         self.merged = {kind: {} for kind in KINDS}
         self.owner = {}
         self.heirs = {}
+        self.index_owner = {}
         self.put(snapshot_pieces(self.conn, schemas=self.schemas, prepare=self.prepare))
         self.started = True
         self.full_count += 1
 
-    def apply(self, entries: list[tuple[int | None, int | None, bool]]) -> None:
+    def apply(self, entries: list[tuple[int | None, int | None, bool, str | None, str | None]]) -> None:
         """Re-describe the roots the journal's entries touch (raises _FullSnapshot when it cannot)."""
         if not entries:
             return
         roots: set[RootKey] = set()
         live: list[tuple[int, int]] = []
-        for classid, objid, dropped in entries:
+        for classid, objid, dropped, schema, name in entries:
             catalog = self.catalog_name.get(classid) if classid is not None else None
             if catalog is None or objid is None:
                 raise _FullSnapshot
             if dropped:
-                roots.update(self.dropped_root(catalog, objid))
+                roots.update(self.dropped_root(catalog, objid, schema, name))
             else:
                 live.append((classid, objid))
         if live:
@@ -213,28 +220,38 @@ class Tracker:
         if not roots:
             return
         fresh = snapshot_pieces(self.conn, schemas=self.schemas, roots=roots, prepare=self.prepare)
-        self.refuse_name_clashes({root: piece for root, piece in fresh.items() if root not in self.pieces})
+        self.refuse_visibility_changes(roots, fresh)
         for root in roots:
             self.drop(root)
         self.put(fresh)
 
-    def dropped_root(self, catalog: str, objid: int) -> list[RootKey]:
-        """The root a dropped object was (part of), when the snapshot had it."""
+    def dropped_root(self, catalog: str, objid: int, schema: str | None, name: str | None) -> list[RootKey]:
+        """The root a dropped object was (part of), when the snapshot had it. An index is also found by
+        name: REINDEX CONCURRENTLY gives it a new oid without an event before PostgreSQL 17."""
         for kind in ("rel", "type", "func"):
             if (kind, objid) in self.pieces:
                 return [(kind, objid)]
         owner = self.owner.get((catalog, objid))
+        if owner is None and catalog == "pg_class":
+            owner = self.index_owner.get((schema, name))
         return [owner] if owner is not None else []
 
-    def refuse_name_clashes(self, new: dict[RootKey, Piece]) -> None:
-        """A new root named like a root of another schema: definitions that print the other one's
-        name unqualified may now have to qualify it (search_path visibility)."""
-        if not new or len(self.schemas) < 2:
+    def refuse_visibility_changes(self, roots: set[RootKey], fresh: dict[RootKey, Piece]) -> None:
+        """A root that appears, goes or changes its name or schema while a root of another schema has the
+        same name: definitions that print that name may now have to qualify it, or no longer (what the
+        session's search_path shows), in roots that nothing else touched."""
+        if len(self.schemas) < 2:
             return
+        touched: set[tuple[bool, str]] = set()
+        for root in roots:
+            old, new = self.pieces.get(root), fresh.get(root)
+            if (old and (old.name, old.schema)) != (new and (new.name, new.schema)):
+                touched.update((root[0] == "func", piece.name) for piece in (old, new) if piece is not None)
         schemas_of: dict[tuple[bool, str], set[str]] = {}
-        for root, piece in [*self.pieces.items(), *new.items()]:
-            schemas_of.setdefault((root[0] == "func", piece.name), set()).add(piece.schema)
-        if any(len(schemas_of[(root[0] == "func", piece.name)]) > 1 for root, piece in new.items()):
+        for root, piece in [*self.pieces.items(), *fresh.items()]:
+            if (root[0] == "func", piece.name) in touched:
+                schemas_of.setdefault((root[0] == "func", piece.name), set()).add(piece.schema)
+        if any(len(schemas) > 1 for schemas in schemas_of.values()):
             raise _FullSnapshot
 
     def drop(self, root: RootKey) -> None:
@@ -246,6 +263,9 @@ class Tracker:
                 del self.merged[kind][key]
         for child in piece.children:
             self.owner.pop(child, None)
+        for index in piece.indexes:
+            if self.index_owner.get((piece.schema, index)) == root:
+                del self.index_owner[(piece.schema, index)]
         for table in _parents(piece):
             self.heirs[table].discard(root)
 
@@ -256,6 +276,8 @@ class Tracker:
                 self.merged[kind].update(objects)
             for child in piece.children:
                 self.owner[child] = root
+            for index in piece.indexes:
+                self.index_owner[(piece.schema, index)] = root
             for table in _parents(piece):
                 self.heirs.setdefault(table, set()).add(root)
 

@@ -32,6 +32,9 @@ STEPS: list[tuple[str, bool]] = [
     ("ALTER TYPE mood RENAME TO feeling", False),
     ("CREATE INDEX ix ON child (parent_id); COMMENT ON INDEX ix IS 'the index'", False),
     ("DROP INDEX ix", False),
+    ("CREATE INDEX ix2 ON child (parent_id)", False),
+    ("REINDEX INDEX CONCURRENTLY ix2", False),  # a new oid for ix2, and no event before PostgreSQL 17
+    ("DROP INDEX ix2", False),
     (
         "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;"
         "CREATE TRIGGER tg BEFORE UPDATE ON child FOR EACH ROW EXECUTE FUNCTION touch()",
@@ -68,10 +71,16 @@ STEPS: list[tuple[str, bool]] = [
     ("CREATE TABLE other.things (id int)", False),
     ("CREATE TABLE other.mom (id int)", True),  # named like public.mom
     ("CREATE EXTENSION IF NOT EXISTS citext", True),
+    # A schema named after the role comes first on the default search_path ("$user", public).
+    ("CREATE SCHEMA AUTHORIZATION CURRENT_USER", True),
+    ("CREATE TABLE public.vis (id int); CREATE VIEW public.vv AS SELECT id FROM public.vis", False),
+    ("DO $$ BEGIN EXECUTE format('CREATE TABLE %I.vis (id int)', current_user); END $$", True),
+    ("DO $$ BEGIN EXECUTE format('DROP TABLE %I.vis', current_user); END $$", True),
+    ("DROP VIEW public.vv; DROP TABLE public.vis", False),
     ("CREATE TABLE ci (x citext)", False),
     ("DROP VIEW v; DROP TABLE child CASCADE", False),
     ("DROP TYPE feeling CASCADE", False),
-    ("DROP TABLE mom, events, events_2024, dyn, ci CASCADE; DROP MATERIALIZED VIEW mv", False),
+    ("DROP TABLE mom, events, events_2024, dyn, ci CASCADE; DROP MATERIALIZED VIEW mv", True),  # other.mom
     ("DROP FUNCTION touch2(); DROP TYPE pair; DROP DOMAIN pint; DROP SEQUENCE s", False),
 ]
 
@@ -171,3 +180,18 @@ def test_the_synthetic_benchmark_set_up_and_down(tracked, database_url, tmp_path
     tracker.snapshot()
     settings = settings_from_env(database_url, folder)
     assert _walk(tracker, settings, discover(folder).revisions) == 0
+
+
+def test_ddl_under_another_role_is_journaled(tracked):
+    """A revision may SET ROLE to a role that has no rights on the journal: its DDL still lands there."""
+    tracker, ddl = tracked
+    role = f"z4j_app_{uuid.uuid4().hex[:8]}"
+    ddl.execute(f"CREATE ROLE {role}; GRANT CREATE ON SCHEMA public TO {role}")
+    try:
+        tracker.snapshot()
+        fulls = tracker.full_count
+        ddl.execute(f"SET ROLE {role}; CREATE TABLE app_t (id int); RESET ROLE")
+        assert tracker.snapshot() == take_snapshot(tracker.conn) and "app_t" in tracker.snapshot()["table"]
+        assert tracker.full_count == fulls
+    finally:
+        ddl.execute(f"DROP TABLE IF EXISTS app_t; REVOKE CREATE ON SCHEMA public FROM {role}; DROP ROLE {role}")
