@@ -158,6 +158,9 @@ class Tracker:
             conn.prepare_threshold = 1 << 30
             conn.execute("SET plan_cache_mode = force_generic_plan")
 
+    def close(self) -> None:
+        self.conn.close()
+
     def snapshot(self) -> Snapshot:
         """The catalog now: the journal's changes applied to the previous snapshot."""
         if self.journal_kept:
@@ -290,11 +293,14 @@ def _parents(piece: Piece) -> set[str]:
     return found
 
 
-def start(conn: psycopg.Connection[Any], list_schemas: Callable[[], list[str]], bookkeeping: str) -> Tracker | None:
-    """A tracker on `conn`'s database, or None when the journal cannot be installed there."""
+def start(conn: psycopg.Connection[Any], list_schemas: Callable[[Any], list[str]], bookkeeping: str) -> Tracker | None:
+    """A tracker that owns `conn` (its own connection: it prepares statements and plans them
+    generically), or None, `conn` closed, when the journal cannot be installed in its database.
+    `list_schemas(conn)` gives the schemas to describe."""
     if not install(conn):
+        conn.close()
         return None
-    return Tracker(conn, list_schemas, bookkeeping)
+    return Tracker(conn, lambda: list_schemas(conn), bookkeeping)
 
 
 def _direct(conn: psycopg.Connection[Any]) -> bool:

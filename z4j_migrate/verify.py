@@ -5,9 +5,10 @@ bookkeeping, preflights and locks are exactly what production runs) against a
 scratch database, and compares catalog snapshots (`catalog.snapshot`, the same
 function the tests and `z4j-migrate schema` use):
 
-1. stepwise, for each revision k in order: snapshot, apply k, roll k back,
-   snapshot again (the two must be equal), apply k again (the schema must be
-   the one the first apply gave), go on;
+1. stepwise, for each revision k in order: apply k, roll k back, snapshot (it
+   must equal the snapshot before k), apply k again and snapshot (the schema
+   with k applied); when the down left a warning or an accepted difference, the
+   down and the up once more (they must give the same schemas again); go on;
 2. the whole range: head -> optional seed SQL -> base (nothing of ours may
    remain; extensions and bookkeeping aside) -> head (the same schema as
    before) -> optional smoke SQL.
@@ -24,6 +25,8 @@ PostgreSQL cannot drop one; a difference the down declares with
 `-- verify-accept: <difference>` is accepted. The stepwise pass drives the engine's
 own per-revision calls (runner.apply_revision / rollback_revision, with the
 preflights) on one connection: the revisions are discovered once, not on every call.
+In a scratch database where the role may create event triggers, the snapshots come
+from the change journal (journal.py): only what each step touched is described again.
 """
 
 from __future__ import annotations
@@ -477,13 +480,14 @@ class _Run:
         self.ctx = RunContext(self.settings, self.engine_conn)
         prepare(self.engine_conn, self.ctx, self.revset, Store(self.engine_conn, self.settings.schema).state(()))
         if not self.require_empty:  # a scratch database: the journal may live there (journal.py)
-            conn = self.conn
-            self.tracker = journal.start(conn, lambda: _schemas(conn), self.settings.schema)
+            self.tracker = journal.start(connect(self.settings), _schemas, self.settings.schema)
 
     def close(self) -> None:
         for conn in (self.conn, self.engine_conn):
             if conn is not None:
                 conn.close()
+        if self.tracker is not None:
+            self.tracker.close()
         self.conn = self.engine_conn = None
         self.tracker = None
 

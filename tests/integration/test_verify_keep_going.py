@@ -77,15 +77,19 @@ def test_keep_going_names_every_bad_down_and_checks_the_rest(pg_server, migratio
     assert r.returncode == 2 and "needs a scratch database" in r.stderr
 
 
-def test_position_warning_enum_reason_and_accepted_difference(pg_server, migrations):
-    write_pair(migrations, "0001_base", BASE_UP, BASE_DOWN)
+def base_and_a_moved_column(folder) -> None:
+    write_pair(folder, "0001_base", BASE_UP, BASE_DOWN)
     # The down drops b and adds it back: same column, now after m (position 3 -> 4).
     write_pair(
-        migrations,
+        folder,
         "0002_b_type",
         "ALTER TABLE t ALTER b TYPE bigint;",
         "ALTER TABLE t DROP COLUMN b;\nALTER TABLE t ADD COLUMN b int;",
     )
+
+
+def test_position_warning_enum_reason_and_accepted_difference(pg_server, migrations):
+    base_and_a_moved_column(migrations)
     write_pair(migrations, "0003_label", "ALTER TYPE mood ADD VALUE IF NOT EXISTS 'meh';", "SELECT 1;")
     settings = settings_from_env(pg_server.admin_url, migrations)
 
@@ -132,13 +136,7 @@ def test_position_warning_enum_reason_and_accepted_difference(pg_server, migrati
 
 def test_a_down_with_a_warning_is_run_a_second_time(pg_server, migrations):
     """The up ran on another catalog the second time (b moved): the down and the up run once more."""
-    write_pair(migrations, "0001_base", BASE_UP, BASE_DOWN)
-    write_pair(
-        migrations,
-        "0002_b_type",
-        "ALTER TABLE t ALTER b TYPE bigint;",
-        "ALTER TABLE t DROP COLUMN b;\nALTER TABLE t ADD COLUMN b int;",
-    )
+    base_and_a_moved_column(migrations)
     report = verify(settings_from_env(pg_server.admin_url, migrations), keep=True)
     scratch = conninfo_to_dict(report.database)["dbname"]
     try:
