@@ -3,7 +3,7 @@
 One synthetic set (bench/gen.py, N = 400 unless --sizes says otherwise), three whole processes side by
 side in each round (the order rotated): `z4j-migrate upgrade` from empty, `z4j-migrate downgrade --to
 base -y`, and `z4j-migrate verify` (its own scratch database on the same cluster: stepwise up, down, up
-of every revision with three catalog snapshots each, then the round trip). Reported: each median and
+of every revision with two catalog snapshots each, then the round trip). Reported: each median and
 the ratio verify / (upgrade + downgrade), taken round by round; issue 12's target is at most 5x.
 """
 
@@ -84,8 +84,9 @@ def markdown(res: dict) -> list[str]:
         "",
         f"## verify: N={row['n']}",
         "",
-        "`z4j-migrate verify` (stepwise up, down, up of every revision, three catalog snapshots each, then the "
-        "round trip) beside one full `upgrade` from empty and one full `downgrade --to base` of the same set, "
+        "`z4j-migrate verify` (stepwise up, down, up of every revision, the catalog read after the down and "
+        "after the second up, from the change journal: docs/verify.md; then the round trip) beside one full "
+        "`upgrade` from empty and one full `downgrade --to base` of the same set, "
         f"whole processes, {row['rounds']} round(s) (bench/verifyrow.py). Target: verify at most "
         f"x{TARGET:g} of upgrade + downgrade ({verdict}).",
         "",
