@@ -159,7 +159,14 @@ class Tracker:
             conn.execute("SET plan_cache_mode = force_generic_plan")
 
     def close(self) -> None:
-        self.conn.close()
+        """Remove the journal (a scratch database kept with --keep holds no event triggers of ours) and
+        disconnect."""
+        try:
+            self.conn.execute(f"DROP SCHEMA IF EXISTS {JOURNAL_SCHEMA} CASCADE")
+        except psycopg.Error:
+            pass  # the database is going away anyway, or the connection is
+        finally:
+            self.conn.close()
 
     def snapshot(self) -> Snapshot:
         """The catalog now: the journal's changes applied to the previous snapshot."""
