@@ -58,6 +58,7 @@ _TAKE_SQL = f"DELETE FROM {JOURNAL_SCHEMA}.changes RETURNING classid, objid, dro
 # The catalogs whose objects the snapshot describes: a journal entry of any other one (or none,
 # a GRANT) means a full snapshot.
 _KNOWN = ("pg_class", "pg_type", "pg_proc", "pg_constraint", "pg_trigger", "pg_policy", "pg_attrdef", "pg_rewrite")
+_ROOT_CATALOGS = {"pg_class": "rel", "pg_type": "type", "pg_proc": "func"}
 _CATALOG_OIDS_SQL = (
     "SELECT c.oid, c.relname FROM pg_catalog.pg_class c "
     "WHERE c.relnamespace = 'pg_catalog'::pg_catalog.regnamespace AND c.relname = ANY(%(names)s)"
@@ -238,9 +239,9 @@ class Tracker:
     def dropped_root(self, catalog: str, objid: int, schema: str | None, name: str | None) -> list[RootKey]:
         """The root a dropped object was (part of), when the snapshot had it. An index is also found by
         name: REINDEX CONCURRENTLY gives it a new oid without an event before PostgreSQL 17."""
-        for kind in ("rel", "type", "func"):
-            if (kind, objid) in self.pieces:
-                return [(kind, objid)]
+        kind = _ROOT_CATALOGS.get(catalog)
+        if kind is not None and (kind, objid) in self.pieces:
+            return [(kind, objid)]
         owner = self.owner.get((catalog, objid))
         if owner is None and catalog == "pg_class":
             owner = self.index_owner.get((schema, name))
